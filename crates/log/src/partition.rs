@@ -1,0 +1,914 @@
+//! One partition: an ordered list of segments, the single writer that appends to the active
+//! one, readers, group commit, recovery after a crash, retention and compaction.
+//!
+//! A segment is a data file `{base_offset:020}.log` of v2 batches stored verbatim, with a sparse
+//! offset index (one entry per `index.interval.bytes`) and a time index (the largest timestamp so
+//! far at each index entry), both rebuilt from the batch headers when the partition opens.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use runnel_records::batch::{set_base_offset, set_log_append_time, set_partition_leader_epoch};
+use runnel_records::{BATCH_HEADER_BYTES, BatchHeader, Batches};
+use tokio::sync::watch;
+
+use crate::config::{TimestampType, TopicConfig};
+use crate::error::{AppendError, LogError, ReadError, is_enospc};
+use crate::producer::{Check, ProducerState};
+use crate::storage::{FileCache, StorageFile, read_all, write_atomically};
+
+const LOG_SUFFIX: &str = ".log";
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+const LOG_START_FILE: &str = "log-start-offset";
+/// Bytes read ahead when scanning batch headers.
+const HEADER_READ_BYTES: usize = BATCH_HEADER_BYTES;
+
+/// In-memory description of one segment file.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    /// The offset after the segment's last batch (== base_offset when empty).
+    pub(crate) next_offset: i64,
+    pub(crate) size: u64,
+    /// (offset - base_offset, byte position) of some batch starts, ascending.
+    index: Vec<(u32, u32)>,
+    /// (largest timestamp up to and including the indexed batch, that batch's base offset).
+    time_index: Vec<(i64, i64)>,
+    pub(crate) max_timestamp: i64,
+    /// Base offset of the batch holding the largest timestamp.
+    max_timestamp_batch: i64,
+    bytes_since_index: u64,
+    /// When the segment received its first batch (for `segment.ms`).
+    created_ms: Option<i64>,
+    pub(crate) path: PathBuf,
+}
+
+impl Segment {
+    fn new(dir: &Path, base_offset: i64) -> Segment {
+        Segment {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            max_timestamp: -1,
+            max_timestamp_batch: -1,
+            bytes_since_index: 0,
+            created_ms: None,
+            path: segment_path(dir, base_offset),
+        }
+    }
+
+    /// Accounts for a batch written at `position`.
+    fn add_batch(&mut self, h: &BatchHeader, position: u64, index_interval_bytes: u32, now_ms: i64) {
+        let ts = h.max_timestamp;
+        if ts > self.max_timestamp {
+            self.max_timestamp = ts;
+            self.max_timestamp_batch = h.base_offset;
+        }
+        if self.index.is_empty() || self.bytes_since_index >= u64::from(index_interval_bytes) {
+            self.index.push(((h.base_offset - self.base_offset) as u32, position as u32));
+            self.time_index.push((self.max_timestamp, h.base_offset));
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size as u64;
+        self.size = position + h.size as u64;
+        self.next_offset = h.next_offset();
+        self.created_ms.get_or_insert(now_ms);
+    }
+
+    /// Byte position of an indexed batch at or before `offset`.
+    fn position_for(&self, offset: i64) -> u64 {
+        let rel = (offset - self.base_offset).max(0) as u32;
+        let i = self.index.partition_point(|(r, _)| *r <= rel);
+        if i == 0 { 0 } else { u64::from(self.index[i - 1].1) }
+    }
+
+    /// Byte position from which to scan for the first batch with max timestamp >= `ts`.
+    fn position_for_timestamp(&self, ts: i64) -> u64 {
+        let i = self.time_index.partition_point(|(t, _)| *t < ts);
+        if i == 0 { 0 } else { self.position_for(self.time_index[i - 1].1) }
+    }
+}
+
+fn segment_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}{LOG_SUFFIX}"))
+}
+
+/// Offsets assigned by an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp for `LogAppendTime` topics, else -1.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log; nothing was appended.
+    pub duplicate: bool,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+struct State {
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    producers: ProducerState,
+    /// Files of rolled segments not yet fsynced.
+    unsynced_files: Vec<Arc<dyn StorageFile>>,
+    unflushed_messages: i64,
+    oldest_unflushed_ms: Option<i64>,
+    offline: Option<String>,
+    /// The recovery point last written to disk.
+    checkpointed_recovery_point: i64,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a partition always has an active segment")
+    }
+    fn next_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+}
+
+struct SyncState {
+    /// Every offset below this is on disk.
+    durable: i64,
+    syncing: bool,
+}
+
+/// One partition of a topic.
+pub struct Partition {
+    topic: String,
+    index: u32,
+    dir: PathBuf,
+    config: Arc<RwLock<TopicConfig>>,
+    files: Arc<FileCache>,
+    decompressed_bytes_max: usize,
+    state: Mutex<State>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    high_watermark: watch::Sender<i64>,
+    /// Compaction has cleaned every closed segment below this offset.
+    cleaned_up_to: AtomicI64,
+}
+
+fn io_append(path: &Path, e: std::io::Error) -> AppendError {
+    if is_enospc(&e) {
+        AppendError::StorageFull { path: path.to_path_buf() }
+    } else {
+        AppendError::Io { path: path.to_path_buf(), source: e }
+    }
+}
+
+fn io_read(path: &Path, e: std::io::Error) -> ReadError {
+    ReadError::Io { path: path.to_path_buf(), source: e }
+}
+
+/// Reads the batch header at `position`; `None` at the end of the data.
+fn read_header(
+    file: &dyn StorageFile,
+    position: u64,
+    end: u64,
+) -> std::io::Result<Option<Result<BatchHeader, runnel_records::BatchError>>> {
+    if position >= end {
+        return Ok(None);
+    }
+    let mut buf = [0u8; HEADER_READ_BYTES];
+    let want = ((end - position) as usize).min(HEADER_READ_BYTES);
+    let n = file.read_at(&mut buf[..want], position)?;
+    Ok(Some(BatchHeader::parse(&buf[..n])))
+}
+
+impl Partition {
+    /// Opens (or creates) the partition in `dir`, recovering it when the last shutdown was not
+    /// clean. Corruption below the recovery point opens the partition offline.
+    pub(crate) fn open(
+        topic: &str,
+        index: u32,
+        dir: PathBuf,
+        config: Arc<RwLock<TopicConfig>>,
+        files: Arc<FileCache>,
+        decompressed_bytes_max: usize,
+        clean: bool,
+    ) -> Result<Partition, LogError> {
+        let storage = files.storage().clone();
+        let io = |e| LogError::Io { path: dir.clone(), source: e };
+        storage.create_dir_all(&dir).map_err(io)?;
+        let read_i64 = |name: &str| -> Option<i64> {
+            let p = dir.join(name);
+            if !storage.exists(&p) {
+                return None;
+            }
+            read_all(storage.as_ref(), &p)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.trim().parse().ok())
+        };
+        let recovery_point = read_i64(RECOVERY_POINT_FILE).unwrap_or(0);
+        let stored_log_start = read_i64(LOG_START_FILE).unwrap_or(0);
+        let names = storage.list(&dir).map_err(io)?;
+        for stale in names.iter().filter(|n| n.ends_with(".cleaned") || n.ends_with(".tmp")) {
+            storage.remove_file(&dir.join(stale)).map_err(io)?;
+        }
+        let mut bases: Vec<i64> =
+            names.iter().filter_map(|n| n.strip_suffix(LOG_SUFFIX).and_then(|b| b.parse().ok())).collect();
+        bases.sort_unstable();
+        let index_interval = config.read().expect("config lock").index_interval_bytes;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut producers = ProducerState::new();
+        let mut offline = None;
+        let mut expected_next: Option<i64> = None;
+        let mut truncated = false;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_path(&dir, base);
+            if truncated {
+                // Everything after a torn tail goes.
+                files.forget(&path);
+                storage.remove_file(&path).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+                continue;
+            }
+            let file = files.get(&path, false).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+            let len = file.len().map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+            let mut seg = Segment::new(&dir, base);
+            let next_base = bases.get(i + 1).copied();
+            // Validate CRCs where the data may postdate the last fsync we know of.
+            let validate = !clean || next_base.is_none_or(|n| n > recovery_point);
+            let mut pos = 0u64;
+            let mut buf = Vec::new();
+            loop {
+                let header =
+                    read_header(file.as_ref(), pos, len).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+                let Some(header) = header else { break };
+                let expected = expected_next.unwrap_or(base).max(base);
+                let problem = match &header {
+                    Err(e) => Some(e.to_string()),
+                    Ok(h) if pos + h.size as u64 > len => {
+                        Some(format!("batch of {} bytes runs past the end of the file", h.size))
+                    }
+                    Ok(h) if h.base_offset < expected => {
+                        Some(format!("batch offset {} goes backwards (expected {expected} or more)", h.base_offset))
+                    }
+                    Ok(h) if validate => {
+                        buf.resize(h.size, 0);
+                        file.read_at(&mut buf, pos).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+                        BatchHeader::validate(&buf).err().map(|e| e.to_string())
+                    }
+                    Ok(_) => None,
+                };
+                if let Some(detail) = problem {
+                    if expected < recovery_point {
+                        tracing::error!(topic, partition = index, path = %path.display(), position = pos, %detail, "corrupt log below the recovery point; partition offline");
+                        offline = Some(format!("corrupt log at {} byte {pos}: {detail}", path.display()));
+                    } else {
+                        tracing::warn!(topic, partition = index, path = %path.display(), position = pos, %detail, "truncating torn tail after unclean shutdown");
+                        file.truncate(pos).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+                        file.sync().map_err(|e| LogError::Io { path: path.clone(), source: e })?;
+                        truncated = true;
+                    }
+                    break;
+                }
+                let h = header.clone().expect("checked above");
+                producers.record(&h);
+                seg.add_batch(&h, pos, index_interval, 0);
+                expected_next = Some(h.next_offset());
+                pos += h.size as u64;
+            }
+            seg.size = pos;
+            seg.created_ms = None;
+            if seg.next_offset < expected_next.unwrap_or(base) {
+                seg.next_offset = expected_next.unwrap_or(base);
+            }
+            segments.push(seg);
+            if offline.is_some() {
+                break;
+            }
+        }
+        if truncated {
+            storage.sync_dir(&dir).map_err(io)?;
+        }
+        // Drop empty trailing segments except one, so the active segment is the last.
+        while segments.len() > 1 && segments.last().is_some_and(|s| s.size == 0) {
+            let s = segments.pop().expect("non-empty");
+            files.forget(&s.path);
+            storage.remove_file(&s.path).map_err(io)?;
+        }
+        if segments.is_empty() {
+            let base = stored_log_start.max(0);
+            let seg = Segment::new(&dir, base);
+            files.get(&seg.path, true).map_err(|e| LogError::Io { path: seg.path.clone(), source: e })?;
+            storage.sync_dir(&dir).map_err(io)?;
+            segments.push(seg);
+        }
+        let log_start_offset =
+            stored_log_start.max(segments[0].base_offset).min(segments.last().expect("one").next_offset);
+        let next = segments.last().expect("one").next_offset;
+        let (hw, _) = watch::channel(next);
+        Ok(Partition {
+            topic: topic.to_string(),
+            index,
+            dir,
+            config,
+            files,
+            decompressed_bytes_max,
+            state: Mutex::new(State {
+                segments,
+                log_start_offset,
+                producers,
+                unsynced_files: Vec::new(),
+                unflushed_messages: 0,
+                oldest_unflushed_ms: None,
+                offline,
+                checkpointed_recovery_point: recovery_point.min(next),
+            }),
+            sync: Mutex::new(SyncState { durable: next, syncing: false }),
+            synced: Condvar::new(),
+            high_watermark: hw,
+            cleaned_up_to: AtomicI64::new(-1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("partition state lock")
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Why the partition is offline, if it is.
+    pub fn offline_reason(&self) -> Option<String> {
+        self.lock().offline.clone()
+    }
+
+    /// Appends one or more v2 batches exactly as received. See the crate docs for durability.
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        let config = self.config.read().expect("config lock").clone();
+        let mut headers = Vec::new();
+        let mut iter = Batches::new(batches);
+        for b in iter.by_ref() {
+            let (h, _) = b?;
+            if h.size > config.max_message_bytes as usize {
+                return Err(AppendError::MessageTooLarge { size: h.size, max: config.max_message_bytes });
+            }
+            headers.push(h);
+        }
+        if headers.is_empty() {
+            return Err(AppendError::InvalidBatch(runnel_records::BatchError::Truncated {
+                needed: BATCH_HEADER_BYTES,
+                available: batches.len(),
+            }));
+        }
+        let mut st = self.lock();
+        if let Some(reason) = &st.offline {
+            return Err(AppendError::Offline(reason.clone()));
+        }
+        for h in &headers {
+            if let Check::Duplicate { base_offset, last_offset } = st.producers.check(h)? {
+                if headers.len() == 1 {
+                    return Ok(AppendInfo {
+                        base_offset,
+                        last_offset,
+                        log_append_time: -1,
+                        log_start_offset: st.log_start_offset,
+                        duplicate: true,
+                    });
+                }
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id: h.producer_id,
+                    expected: -1,
+                    got: h.base_sequence,
+                });
+            }
+        }
+        let mut buf = batches.to_vec();
+        let base_offset = st.next_offset();
+        let mut next = base_offset;
+        let mut pos = 0;
+        let log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
+        let mut records = 0i64;
+        for h in headers.iter_mut() {
+            let batch = &mut buf[pos..pos + h.size];
+            set_base_offset(batch, next);
+            set_partition_leader_epoch(batch, 0);
+            if log_append_time {
+                set_log_append_time(batch, h.size, now_ms);
+                h.max_timestamp = now_ms;
+                h.attributes |= 1 << 3;
+            }
+            h.base_offset = next;
+            next = h.next_offset();
+            records += i64::from(h.record_count);
+            pos += h.size;
+        }
+        let last_offset = next - 1;
+        let active = st.active();
+        let must_roll = active.size > 0
+            && (active.size + buf.len() as u64 > config.segment_bytes
+                || active.created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms));
+        if must_roll {
+            self.roll(&mut st, base_offset)?;
+        }
+        let active = st.segments.last().expect("active");
+        let path = active.path.clone();
+        let file = self.files.get(&path, true).map_err(|e| io_append(&path, e))?;
+        let position = active.size;
+        file.write_at(&buf, position).map_err(|e| io_append(&path, e))?;
+        let interval = config.index_interval_bytes;
+        let active = st.segments.last_mut().expect("active");
+        let mut p = position;
+        for h in &headers {
+            active.add_batch(h, p, interval, now_ms);
+            p += h.size as u64;
+        }
+        for h in &headers {
+            st.producers.record(h);
+        }
+        st.unflushed_messages += records;
+        st.oldest_unflushed_ms.get_or_insert(now_ms);
+        let flush_now = st.unflushed_messages >= config.flush_messages;
+        let info = AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: st.log_start_offset,
+            duplicate: false,
+        };
+        drop(st);
+        self.high_watermark.send_replace(next);
+        if flush_now {
+            self.sync_to(next)?;
+        }
+        Ok(info)
+    }
+
+    /// Starts a new active segment at `base_offset`; the old one is fsynced by the next sync.
+    fn roll(&self, st: &mut State, base_offset: i64) -> Result<(), AppendError> {
+        let old = st.active().path.clone();
+        let old_file = self.files.get(&old, false).map_err(|e| io_append(&old, e))?;
+        st.unsynced_files.push(old_file);
+        let seg = Segment::new(&self.dir, base_offset);
+        self.files.get(&seg.path, true).map_err(|e| io_append(&seg.path, e))?;
+        self.files.storage().sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
+        st.segments.push(seg);
+        Ok(())
+    }
+
+    /// Forces a roll of a non-empty active segment (tests and `segment.ms`).
+    pub fn roll_now(&self) -> Result<(), AppendError> {
+        let mut st = self.lock();
+        if st.active().size == 0 {
+            return Ok(());
+        }
+        let next = st.next_offset();
+        self.roll(&mut st, next)
+    }
+
+    /// Blocks until every record below `offset` is on disk. Concurrent callers share fsyncs:
+    /// one syncs while the others wait, and a single fsync covers every append before it.
+    pub fn sync_to(&self, offset: i64) -> Result<(), AppendError> {
+        let mut s = self.sync.lock().expect("sync lock");
+        loop {
+            if let Some(reason) = self.lock().offline.clone() {
+                return Err(AppendError::Offline(reason));
+            }
+            if s.durable >= offset {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.synced.wait(s).expect("sync lock");
+                continue;
+            }
+            s.syncing = true;
+            drop(s);
+            let result = self.sync_once();
+            s = self.sync.lock().expect("sync lock");
+            s.syncing = false;
+            self.synced.notify_all();
+            match result {
+                Ok(target) => s.durable = s.durable.max(target),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One fsync of everything written so far; returns the offset it made durable.
+    fn sync_once(&self) -> Result<i64, AppendError> {
+        let (target, mut files, active) = {
+            let mut st = self.lock();
+            let files = std::mem::take(&mut st.unsynced_files);
+            (st.next_offset(), files, st.active().path.clone())
+        };
+        let active_file = self.files.get(&active, true).map_err(|e| io_append(&active, e))?;
+        files.push(active_file);
+        for f in &files {
+            if let Err(e) = f.sync() {
+                // A failed fsync may have dropped dirty pages: nothing written since the last
+                // good fsync can be trusted, so the partition stops until a restart recovers it.
+                let reason =
+                    format!("fsync of {} failed: {e}; restart runnel to recover the partition", active.display());
+                tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition offline");
+                self.lock().offline = Some(reason.clone());
+                return Err(AppendError::Offline(reason));
+            }
+        }
+        let mut st = self.lock();
+        st.unflushed_messages = 0;
+        st.oldest_unflushed_ms = None;
+        Ok(target)
+    }
+
+    /// Every offset below this is known to be on disk.
+    pub fn durable_offset(&self) -> i64 {
+        self.sync.lock().expect("sync lock").durable
+    }
+
+    /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`
+    /// (but always at least one whole batch when one is available).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        let mut target = offset;
+        // Bounded by the number of segments: each turn moves to a later segment.
+        loop {
+            let (path, start, end, hw, log_start, next_segment_base) = {
+                let st = self.lock();
+                if let Some(reason) = &st.offline {
+                    return Err(ReadError::Offline(reason.clone()));
+                }
+                let hw = st.next_offset();
+                if offset < st.log_start_offset || offset > hw {
+                    return Err(ReadError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset: st.log_start_offset,
+                        high_watermark: hw,
+                    });
+                }
+                if target >= hw {
+                    return Ok(ReadResult {
+                        records: Bytes::new(),
+                        high_watermark: hw,
+                        log_start_offset: st.log_start_offset,
+                    });
+                }
+                let i = st.segments.partition_point(|s| s.base_offset <= target).saturating_sub(1);
+                let seg = &st.segments[i];
+                let next_base = st.segments.get(i + 1).map(|s| s.base_offset);
+                (seg.path.clone(), seg.position_for(target), seg.size, hw, st.log_start_offset, next_base)
+            };
+            let file = self.files.get(&path, false).map_err(|e| io_read(&path, e))?;
+            let mut pos = start;
+            let mut found = None;
+            while let Some(h) = read_header(file.as_ref(), pos, end).map_err(|e| io_read(&path, e))? {
+                let h =
+                    h.map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
+                if h.last_offset() >= target {
+                    found = Some(h);
+                    break;
+                }
+                pos += h.size as u64;
+            }
+            let Some(first) = found else {
+                match next_segment_base {
+                    Some(b) => {
+                        target = target.max(b);
+                        continue;
+                    }
+                    None => {
+                        return Ok(ReadResult {
+                            records: Bytes::new(),
+                            high_watermark: hw,
+                            log_start_offset: log_start,
+                        });
+                    }
+                }
+            };
+            let want = (max_bytes as u64).max(first.size as u64).min(end - pos) as usize;
+            let mut buf = vec![0u8; want];
+            let n = file.read_at(&mut buf, pos).map_err(|e| io_read(&path, e))?;
+            buf.truncate(n);
+            let mut keep = 0;
+            for b in Batches::new(&buf) {
+                match b {
+                    Ok((h, _)) => keep += h.size,
+                    Err(runnel_records::BatchError::Truncated { .. }) => break,
+                    Err(e) => {
+                        return Err(ReadError::Corrupt {
+                            path: path.clone(),
+                            position: pos + keep as u64,
+                            detail: e.to_string(),
+                        });
+                    }
+                }
+            }
+            buf.truncate(keep);
+            return Ok(ReadResult { records: Bytes::from(buf), high_watermark: hw, log_start_offset: log_start });
+        }
+    }
+
+    /// The offset after the last record (one node: also the high watermark).
+    pub fn high_watermark(&self) -> i64 {
+        self.lock().next_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// Wakes whenever the high watermark moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// The largest producer id seen in this partition, or -1.
+    pub fn producer_ids_max(&self) -> i64 {
+        self.lock().producers.max_producer_id()
+    }
+
+    /// (offset, timestamp) of the first record whose timestamp is at least `ts`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
+        let (path, start, end, log_start) = {
+            let st = self.lock();
+            if let Some(reason) = &st.offline {
+                return Err(ReadError::Offline(reason.clone()));
+            }
+            let Some(seg) = st.segments.iter().find(|s| s.max_timestamp >= ts) else { return Ok(None) };
+            (seg.path.clone(), seg.position_for_timestamp(ts), seg.size, st.log_start_offset)
+        };
+        let file = self.files.get(&path, false).map_err(|e| io_read(&path, e))?;
+        let mut pos = start;
+        while let Some(h) = read_header(file.as_ref(), pos, end).map_err(|e| io_read(&path, e))? {
+            let h = h.map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
+            if h.max_timestamp >= ts && h.last_offset() >= log_start {
+                let mut buf = vec![0u8; h.size];
+                file.read_at(&mut buf, pos).map_err(|e| io_read(&path, e))?;
+                let records = runnel_records::decode_records(&buf, self.decompressed_bytes_max)
+                    .map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
+                if let Some(r) = records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
+                    return Ok(Some((r.offset, r.timestamp)));
+                }
+            }
+            pos += h.size as u64;
+        }
+        Ok(None)
+    }
+
+    /// (offset, timestamp) of the first record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let (ts, batch) = {
+            let st = self.lock();
+            let seg = st
+                .segments
+                .iter()
+                .filter(|s| s.max_timestamp >= 0)
+                .max_by_key(|s| (s.max_timestamp, -s.base_offset))?;
+            (seg.max_timestamp, seg.max_timestamp_batch)
+        };
+        let read = self.read(batch.max(self.log_start_offset()), 1).ok()?;
+        let records = runnel_records::decode_records(&read.records, self.decompressed_bytes_max).ok()?;
+        let r = records.iter().find(|r| r.timestamp == ts)?;
+        Some((r.offset, ts))
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords), deleting segments wholly below it.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, AppendError> {
+        let mut st = self.lock();
+        let hw = st.next_offset();
+        if offset > hw || offset < 0 {
+            return Err(AppendError::Offline(format!("offset {offset} is out of range 0..={hw}")));
+        }
+        if offset <= st.log_start_offset {
+            return Ok(st.log_start_offset);
+        }
+        st.log_start_offset = offset;
+        let storage = self.files.storage().clone();
+        write_atomically(storage.as_ref(), &self.dir.join(LOG_START_FILE), offset.to_string().as_bytes())
+            .map_err(|e| io_append(&self.dir, e))?;
+        self.delete_segments_below(&mut st, offset)?;
+        Ok(offset)
+    }
+
+    /// Removes non-active segments whose every offset is below `offset`.
+    fn delete_segments_below(&self, st: &mut State, offset: i64) -> Result<usize, AppendError> {
+        let mut removed = 0;
+        while st.segments.len() > 1 && st.segments[0].next_offset <= offset {
+            let seg = st.segments.remove(0);
+            self.files.forget(&seg.path);
+            self.files.storage().remove_file(&seg.path).map_err(|e| io_append(&seg.path, e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            st.log_start_offset = st.log_start_offset.max(st.segments[0].base_offset);
+            self.files.storage().sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes every record at or after `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), AppendError> {
+        let mut st = self.lock();
+        if offset >= st.next_offset() {
+            return Ok(());
+        }
+        let storage = self.files.storage().clone();
+        while st.segments.len() > 1 && st.active().base_offset >= offset {
+            let seg = st.segments.pop().expect("more than one");
+            self.files.forget(&seg.path);
+            storage.remove_file(&seg.path).map_err(|e| io_append(&seg.path, e))?;
+        }
+        let interval = self.config.read().expect("config lock").index_interval_bytes;
+        let seg = st.segments.last().expect("active").clone();
+        let file = self.files.get(&seg.path, false).map_err(|e| io_append(&seg.path, e))?;
+        let mut rebuilt = Segment::new(&self.dir, seg.base_offset);
+        let mut pos = 0;
+        let mut producers = ProducerState::new();
+        while let Some(h) = read_header(file.as_ref(), pos, seg.size).map_err(|e| io_append(&seg.path, e))? {
+            let h = h?;
+            if h.base_offset >= offset {
+                break;
+            }
+            rebuilt.add_batch(&h, pos, interval, seg.created_ms.unwrap_or(0));
+            producers.record(&h);
+            pos += h.size as u64;
+        }
+        rebuilt.size = pos;
+        file.truncate(pos).map_err(|e| io_append(&seg.path, e))?;
+        file.sync().map_err(|e| io_append(&seg.path, e))?;
+        storage.sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
+        let next = rebuilt.next_offset;
+        *st.segments.last_mut().expect("active") = rebuilt;
+        st.log_start_offset = st.log_start_offset.min(next);
+        drop(st);
+        let mut s = self.sync.lock().expect("sync lock");
+        s.durable = s.durable.min(next);
+        drop(s);
+        self.high_watermark.send_replace(next);
+        Ok(())
+    }
+
+    /// Retention, time-based roll, `flush.ms`, compaction and the recovery-point checkpoint.
+    pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), AppendError> {
+        let config = self.config.read().expect("config lock").clone();
+        let flush_due = {
+            let st = self.lock();
+            if st.offline.is_some() {
+                return Ok(());
+            }
+            st.oldest_unflushed_ms.is_some_and(|t| now_ms.saturating_sub(t) >= config.flush_ms)
+        };
+        if flush_due {
+            let next = self.high_watermark();
+            self.sync_to(next)?;
+        }
+        {
+            let mut st = self.lock();
+            let active = st.active();
+            if active.size > 0 && active.created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms) {
+                let next = st.next_offset();
+                self.roll(&mut st, next)?;
+            }
+            if config.cleanup_policy.deletes() {
+                if config.retention_ms >= 0 {
+                    let cutoff = now_ms.saturating_sub(config.retention_ms);
+                    let below = st.segments[..st.segments.len() - 1]
+                        .iter()
+                        .take_while(|s| s.max_timestamp < cutoff)
+                        .last()
+                        .map(|s| s.next_offset);
+                    if let Some(offset) = below {
+                        self.delete_segments_below(&mut st, offset)?;
+                    }
+                }
+                if config.retention_bytes >= 0 {
+                    let total: u64 = st.segments.iter().map(|s| s.size).sum();
+                    let mut excess = total as i64 - config.retention_bytes;
+                    let mut below = None;
+                    for s in &st.segments[..st.segments.len() - 1] {
+                        if excess < s.size as i64 {
+                            break;
+                        }
+                        excess -= s.size as i64;
+                        below = Some(s.next_offset);
+                    }
+                    if let Some(offset) = below {
+                        self.delete_segments_below(&mut st, offset)?;
+                    }
+                }
+            }
+        }
+        if config.cleanup_policy.compacts() {
+            crate::compaction::compact(self, &config, now_ms)?;
+        }
+        self.checkpoint_recovery_point()?;
+        Ok(())
+    }
+
+    /// Persists the durable offset as the recovery point, if it moved.
+    pub(crate) fn checkpoint_recovery_point(&self) -> Result<(), AppendError> {
+        let durable = self.durable_offset();
+        if self.lock().checkpointed_recovery_point == durable {
+            return Ok(());
+        }
+        let storage = self.files.storage().clone();
+        write_atomically(storage.as_ref(), &self.dir.join(RECOVERY_POINT_FILE), durable.to_string().as_bytes())
+            .map_err(|e| io_append(&self.dir, e))?;
+        self.lock().checkpointed_recovery_point = durable;
+        Ok(())
+    }
+
+    /// fsyncs everything and checkpoints (clean shutdown).
+    pub(crate) fn close(&self) -> Result<(), AppendError> {
+        if self.lock().offline.is_some() {
+            return Ok(());
+        }
+        self.sync_to(self.high_watermark())?;
+        self.checkpoint_recovery_point()
+    }
+
+    // --- access for compaction ---
+
+    pub(crate) fn cleaned_up_to(&self) -> i64 {
+        self.cleaned_up_to.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_cleaned_up_to(&self, offset: i64) {
+        self.cleaned_up_to.store(offset, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn files(&self) -> &Arc<FileCache> {
+        &self.files
+    }
+
+    pub(crate) fn decompressed_bytes_max(&self) -> usize {
+        self.decompressed_bytes_max
+    }
+
+    /// (base offset, next offset, size, max timestamp, path) of every segment but the active one.
+    pub(crate) fn closed_segments(&self) -> Vec<(i64, i64, u64, i64, PathBuf)> {
+        let st = self.lock();
+        st.segments[..st.segments.len() - 1]
+            .iter()
+            .map(|s| (s.base_offset, s.next_offset, s.size, s.max_timestamp, s.path.clone()))
+            .collect()
+    }
+
+    /// Replaces a closed segment with a compacted file already written at `cleaned` (fsynced).
+    pub(crate) fn swap_segment(
+        &self,
+        base_offset: i64,
+        expected_size: u64,
+        cleaned: &Path,
+    ) -> Result<bool, AppendError> {
+        let interval = self.config.read().expect("config lock").index_interval_bytes;
+        let mut st = self.lock();
+        let n = st.segments.len();
+        let Some(i) = st.segments[..n - 1].iter().position(|s| s.base_offset == base_offset && s.size == expected_size)
+        else {
+            // Deleted or changed meanwhile: drop the cleaned copy.
+            let _ = self.files.storage().remove_file(cleaned);
+            return Ok(false);
+        };
+        let old = st.segments[i].clone();
+        let file = self.files.storage().open(cleaned, false).map_err(|e| io_append(cleaned, e))?;
+        let len = file.len().map_err(|e| io_append(cleaned, e))?;
+        let mut seg = Segment::new(&self.dir, base_offset);
+        let mut pos = 0;
+        while let Some(h) = read_header(file.as_ref(), pos, len).map_err(|e| io_append(cleaned, e))? {
+            let h = h?;
+            seg.add_batch(&h, pos, interval, old.created_ms.unwrap_or(0));
+            pos += h.size as u64;
+        }
+        seg.size = pos;
+        seg.next_offset = old.next_offset;
+        drop(file);
+        self.files.forget(&old.path);
+        self.files.storage().rename(cleaned, &old.path).map_err(|e| io_append(&old.path, e))?;
+        self.files.storage().sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
+        st.segments[i] = seg;
+        Ok(true)
+    }
+}
