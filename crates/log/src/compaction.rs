@@ -34,11 +34,22 @@ pub(crate) fn compact(p: &Partition, config: &TopicConfig, now_ms: i64) -> Resul
     if p.cleaned_up_to() >= closed_end {
         return Ok(());
     }
-    // The latest offset of every key in the whole partition, active segment included.
+    // Only durable records may supersede others: a newer value lost in a crash must not have
+    // cost the older, acknowledged one. So sync first, and look no further than that.
+    let durable_end = p.high_watermark();
+    p.sync_to(durable_end)?;
+    // Segments compaction empties may leave an empty active segment as the only record of
+    // the end of the log; recovery trusts such a segment up to the recovery point.
+    p.checkpoint_recovery_point()?;
+    // The latest offset of every key in the whole durable partition, active segment included,
+    // and the last batch of every producer (kept as it is, so that the producer's sequence
+    // state rebuilt from the log after a restart is the same).
     let mut latest: HashMap<Bytes, i64> = HashMap::new();
+    let mut producer_last_batch: HashMap<i64, i64> = HashMap::new();
     let mut key_bytes = 0usize;
-    let mut offset = p.log_start_offset();
-    loop {
+    let log_start = p.log_start_offset();
+    let mut offset = log_start;
+    while offset < durable_end {
         let read = match p.read(offset, SCAN_READ_BYTES) {
             Ok(r) => r,
             Err(e) => return Err(corrupt(p, e.to_string())),
@@ -48,7 +59,18 @@ pub(crate) fn compact(p: &Partition, config: &TopicConfig, now_ms: i64) -> Resul
         }
         for batch in Batches::new(&read.records) {
             let (h, bytes) = batch.map_err(|e| corrupt(p, e.to_string()))?;
+            if h.base_offset >= durable_end {
+                // Appended since the sync (or past a gap): the scan is done.
+                offset = durable_end;
+                break;
+            }
+            if h.has_producer_id() {
+                producer_last_batch.insert(h.producer_id, h.base_offset);
+            }
             for r in decode_records(bytes, p.decompressed_bytes_max()).map_err(|e| corrupt(p, e.to_string()))? {
+                if r.offset >= durable_end {
+                    break;
+                }
                 if let Some(k) = r.key {
                     if !latest.contains_key(&k) {
                         key_bytes += k.len();
@@ -80,7 +102,12 @@ pub(crate) fn compact(p: &Partition, config: &TopicConfig, now_ms: i64) -> Resul
         let mut changed = false;
         for batch in Batches::new(&data) {
             let (h, bytes) = batch.map_err(|e| corrupt(p, e.to_string()))?;
-            if h.is_control() {
+            // Batches wholly below the log start are invisible and were not scanned: they stay
+            // as they are until their segment is deleted (the producer state is rebuilt from them).
+            if h.is_control()
+                || h.last_offset() < log_start
+                || (h.has_producer_id() && producer_last_batch.get(&h.producer_id) == Some(&h.base_offset))
+            {
                 out.extend_from_slice(bytes);
                 continue;
             }
@@ -101,8 +128,14 @@ pub(crate) fn compact(p: &Partition, config: &TopicConfig, now_ms: i64) -> Resul
             if kept.is_empty() {
                 continue;
             }
+            // The sequence of a record is the batch's base sequence plus its offset delta.
+            let base_sequence = if h.base_sequence < 0 {
+                h.base_sequence
+            } else {
+                ((i64::from(h.base_sequence) + kept[0].offset - h.base_offset) % (i64::from(i32::MAX) + 1)) as i32
+            };
             let mut builder =
-                BatchBuilder::new().keep_offsets().producer(h.producer_id, h.producer_epoch, h.base_sequence);
+                BatchBuilder::new().keep_offsets().producer(h.producer_id, h.producer_epoch, base_sequence);
             for r in kept {
                 builder.push(r);
             }

@@ -181,6 +181,7 @@ impl Log {
                     topic_config.clone(),
                     files.clone(),
                     config.decompressed_bytes_max,
+                    config.read_bytes_max,
                     clean,
                 )?));
             }
@@ -250,6 +251,7 @@ impl Log {
                 topic_config.clone(),
                 self.files.clone(),
                 self.config.decompressed_bytes_max,
+                self.config.read_bytes_max,
                 true,
             )?));
         }
@@ -310,6 +312,7 @@ impl Log {
                 topic.config.clone(),
                 self.files.clone(),
                 self.config.decompressed_bytes_max,
+                self.config.read_bytes_max,
                 true,
             )?));
         }

@@ -153,6 +153,8 @@ pub struct Partition {
     config: Arc<RwLock<TopicConfig>>,
     files: Arc<FileCache>,
     decompressed_bytes_max: usize,
+    /// Most bytes one `read` returns (but always one whole batch).
+    read_bytes_max: usize,
     state: Mutex<State>,
     sync: Mutex<SyncState>,
     synced: Condvar,
@@ -191,6 +193,7 @@ fn read_header(
 impl Partition {
     /// Opens (or creates) the partition in `dir`, recovering it when the last shutdown was not
     /// clean. Corruption below the recovery point opens the partition offline.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         topic: &str,
         index: u32,
@@ -198,6 +201,7 @@ impl Partition {
         config: Arc<RwLock<TopicConfig>>,
         files: Arc<FileCache>,
         decompressed_bytes_max: usize,
+        read_bytes_max: usize,
         clean: bool,
     ) -> Result<Partition, LogError> {
         let storage = files.storage().clone();
@@ -295,8 +299,14 @@ impl Partition {
         if truncated {
             storage.sync_dir(&dir).map_err(io)?;
         }
-        // Drop empty trailing segments except one, so the active segment is the last.
-        while segments.len() > 1 && segments.last().is_some_and(|s| s.size == 0) {
+        // Drop empty trailing segments except one, so the active segment is the last. Only those
+        // past the recovery point, though: below it, an empty segment's base offset is the end of
+        // the log after compaction emptied the segments before it, and dropping it would hand out
+        // acknowledged offsets again. An offline partition loses no file at all.
+        while offline.is_none()
+            && segments.len() > 1
+            && segments.last().is_some_and(|s| s.size == 0 && s.base_offset > recovery_point)
+        {
             let s = segments.pop().expect("non-empty");
             files.forget(&s.path);
             storage.remove_file(&s.path).map_err(io)?;
@@ -311,6 +321,21 @@ impl Partition {
         let log_start_offset =
             stored_log_start.max(segments[0].base_offset).min(segments.last().expect("one").next_offset);
         let next = segments.last().expect("one").next_offset;
+        if offline.is_none() && stored_log_start > log_start_offset {
+            // A DeleteRecords past data a crash then lost: new records will take those offsets.
+            write_atomically(storage.as_ref(), &dir.join(LOG_START_FILE), log_start_offset.to_string().as_bytes())
+                .map_err(io)?;
+        }
+        // Past the recovery point, what the files hold may never have been fsynced (the process
+        // stopped, not the machine; or an fsync failed before a shutdown). Closed segments are
+        // fsynced now, the active one by the next sync_to: until then it is not durable.
+        if offline.is_none() {
+            for seg in segments[..segments.len() - 1].iter().filter(|s| s.next_offset > recovery_point) {
+                let file =
+                    files.get(&seg.path, false).map_err(|e| LogError::Io { path: seg.path.clone(), source: e })?;
+                file.sync().map_err(|e| LogError::Io { path: seg.path.clone(), source: e })?;
+            }
+        }
         let (hw, _) = watch::channel(next);
         Ok(Partition {
             topic: topic.to_string(),
@@ -319,6 +344,7 @@ impl Partition {
             config,
             files,
             decompressed_bytes_max,
+            read_bytes_max,
             state: Mutex::new(State {
                 segments,
                 log_start_offset,
@@ -329,7 +355,7 @@ impl Partition {
                 offline,
                 checkpointed_recovery_point: recovery_point.min(next),
             }),
-            sync: Mutex::new(SyncState { durable: next, syncing: false }),
+            sync: Mutex::new(SyncState { durable: recovery_point.min(next), syncing: false }),
             synced: Condvar::new(),
             high_watermark: hw,
             cleaned_up_to: AtomicI64::new(-1),
@@ -479,6 +505,8 @@ impl Partition {
     /// Blocks until every record below `offset` is on disk. Concurrent callers share fsyncs:
     /// one syncs while the others wait, and a single fsync covers every append before it.
     pub fn sync_to(&self, offset: i64) -> Result<(), AppendError> {
+        // Nothing beyond the end can become durable; waiting for it would never end.
+        let offset = offset.min(self.lock().next_offset());
         let mut s = self.sync.lock().expect("sync lock");
         loop {
             if let Some(reason) = self.lock().offline.clone() {
@@ -541,7 +569,9 @@ impl Partition {
         let mut target = offset;
         // Bounded by the number of segments: each turn moves to a later segment.
         loop {
-            let (path, start, end, hw, log_start, next_segment_base) = {
+            // The handle is taken under the lock: compaction may replace the file right after,
+            // and the positions are those of the file as it is now.
+            let (file, path, start, end, hw, log_start, next_segment_base) = {
                 let st = self.lock();
                 if let Some(reason) = &st.offline {
                     return Err(ReadError::Offline(reason.clone()));
@@ -564,9 +594,9 @@ impl Partition {
                 let i = st.segments.partition_point(|s| s.base_offset <= target).saturating_sub(1);
                 let seg = &st.segments[i];
                 let next_base = st.segments.get(i + 1).map(|s| s.base_offset);
-                (seg.path.clone(), seg.position_for(target), seg.size, hw, st.log_start_offset, next_base)
+                let file = self.files.get(&seg.path, false).map_err(|e| io_read(&seg.path, e))?;
+                (file, seg.path.clone(), seg.position_for(target), seg.size, hw, st.log_start_offset, next_base)
             };
-            let file = self.files.get(&path, false).map_err(|e| io_read(&path, e))?;
             let mut pos = start;
             let mut found = None;
             while let Some(h) = read_header(file.as_ref(), pos, end).map_err(|e| io_read(&path, e))? {
@@ -593,7 +623,8 @@ impl Partition {
                     }
                 }
             };
-            let want = (max_bytes as u64).max(first.size as u64).min(end - pos) as usize;
+            let budget = max_bytes.min(self.read_bytes_max);
+            let want = (budget as u64).max(first.size as u64).min(end - pos) as usize;
             let mut buf = vec![0u8; want];
             let n = file.read_at(&mut buf, pos).map_err(|e| io_read(&path, e))?;
             buf.truncate(n);
@@ -647,47 +678,107 @@ impl Partition {
 
     /// (offset, timestamp) of the first record whose timestamp is at least `ts`.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, ReadError> {
-        let (path, start, end, log_start) = {
-            let st = self.lock();
-            if let Some(reason) = &st.offline {
-                return Err(ReadError::Offline(reason.clone()));
-            }
-            let Some(seg) = st.segments.iter().find(|s| s.max_timestamp >= ts) else { return Ok(None) };
-            (seg.path.clone(), seg.position_for_timestamp(ts), seg.size, st.log_start_offset)
-        };
-        let file = self.files.get(&path, false).map_err(|e| io_read(&path, e))?;
-        let mut pos = start;
-        while let Some(h) = read_header(file.as_ref(), pos, end).map_err(|e| io_read(&path, e))? {
-            let h = h.map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
-            if h.max_timestamp >= ts && h.last_offset() >= log_start {
-                let mut buf = vec![0u8; h.size];
-                file.read_at(&mut buf, pos).map_err(|e| io_read(&path, e))?;
-                let records = runnel_records::decode_records(&buf, self.decompressed_bytes_max)
-                    .map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
-                if let Some(r) = records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
-                    return Ok(Some((r.offset, r.timestamp)));
+        // Every segment that may hold the answer, in order: the first one with a late enough
+        // timestamp may hold it only below the log start.
+        let mut scanned_base = i64::MIN;
+        loop {
+            let (file, path, start, end, log_start) = {
+                let st = self.lock();
+                if let Some(reason) = &st.offline {
+                    return Err(ReadError::Offline(reason.clone()));
                 }
+                let Some(seg) = st.segments.iter().find(|s| {
+                    s.base_offset > scanned_base && s.max_timestamp >= ts && s.next_offset > st.log_start_offset
+                }) else {
+                    return Ok(None);
+                };
+                scanned_base = seg.base_offset;
+                // Under the lock, as in `read`: the positions are those of this file.
+                let file = self.files.get(&seg.path, false).map_err(|e| io_read(&seg.path, e))?;
+                (file, seg.path.clone(), seg.position_for_timestamp(ts), seg.size, st.log_start_offset)
+            };
+            let mut pos = start;
+            while let Some(h) = read_header(file.as_ref(), pos, end).map_err(|e| io_read(&path, e))? {
+                let h =
+                    h.map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
+                if h.max_timestamp >= ts && h.last_offset() >= log_start {
+                    let mut buf = vec![0u8; h.size];
+                    file.read_at(&mut buf, pos).map_err(|e| io_read(&path, e))?;
+                    let records = runnel_records::decode_records(&buf, self.decompressed_bytes_max)
+                        .map_err(|e| ReadError::Corrupt { path: path.clone(), position: pos, detail: e.to_string() })?;
+                    if let Some(r) = records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
+                        return Ok(Some((r.offset, r.timestamp)));
+                    }
+                }
+                pos += h.size as u64;
             }
-            pos += h.size as u64;
         }
-        Ok(None)
     }
 
     /// (offset, timestamp) of the first record with the largest timestamp.
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        let (ts, batch) = {
+        // Only the first segment may hold records below the log start, and its largest
+        // timestamp may be one of them.
+        let (log_start, first, rest) = {
             let st = self.lock();
-            let seg = st
-                .segments
+            let rest = st.segments[1..]
                 .iter()
                 .filter(|s| s.max_timestamp >= 0)
-                .max_by_key(|s| (s.max_timestamp, -s.base_offset))?;
-            (seg.max_timestamp, seg.max_timestamp_batch)
+                .max_by_key(|s| (s.max_timestamp, -s.base_offset))
+                .map(|s| (s.max_timestamp, s.max_timestamp_batch));
+            let f = &st.segments[0];
+            let first = (f.max_timestamp >= 0).then(|| {
+                let file = self.files.get(&f.path, false).ok();
+                (f.max_timestamp, f.max_timestamp_batch, file, f.position_for(st.log_start_offset), f.size)
+            });
+            (st.log_start_offset, first, rest)
         };
-        let read = self.read(batch.max(self.log_start_offset()), 1).ok()?;
+        let from_first = match first {
+            Some((ts, ..)) if rest.is_some_and(|(r, _)| r > ts) => None,
+            Some((ts, batch, ..)) if batch >= log_start => Some((ts, self.first_record_at(batch, ts)?)),
+            Some((_, _, file, start, end)) => self.largest_timestamp_from(file?.as_ref(), start, end, log_start),
+            None => None,
+        };
+        let from_rest = match (from_first, rest) {
+            (Some((f, _)), Some((r, _))) if f >= r => None,
+            (_, Some((ts, batch))) => Some((ts, self.first_record_at(batch, ts)?)),
+            _ => None,
+        };
+        from_first.into_iter().chain(from_rest).max_by_key(|(ts, o)| (*ts, -o)).map(|(ts, o)| (o, ts))
+    }
+
+    /// The offset of the first record with timestamp `ts` in the batch at `batch`.
+    fn first_record_at(&self, batch: i64, ts: i64) -> Option<i64> {
+        let read = self.read(batch, 1).ok()?;
         let records = runnel_records::decode_records(&read.records, self.decompressed_bytes_max).ok()?;
-        let r = records.iter().find(|r| r.timestamp == ts)?;
-        Some((r.offset, ts))
+        records.iter().find(|r| r.timestamp == ts).map(|r| r.offset)
+    }
+
+    /// (timestamp, offset) of the first record with the largest timestamp at or above
+    /// `log_start` in a segment `file`, scanning from byte `start` to `end`.
+    fn largest_timestamp_from(
+        &self,
+        file: &dyn StorageFile,
+        start: u64,
+        end: u64,
+        log_start: i64,
+    ) -> Option<(i64, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        let mut pos = start;
+        while let Some(h) = read_header(file, pos, end).ok()? {
+            let h = h.ok()?;
+            if h.last_offset() >= log_start && best.is_none_or(|(ts, _)| h.max_timestamp > ts) {
+                let mut buf = vec![0u8; h.size];
+                file.read_at(&mut buf, pos).ok()?;
+                for r in runnel_records::decode_records(&buf, self.decompressed_bytes_max).ok()? {
+                    if r.offset >= log_start && best.is_none_or(|(ts, _)| r.timestamp > ts) {
+                        best = Some((r.timestamp, r.offset));
+                    }
+                }
+            }
+            pos += h.size as u64;
+        }
+        best
     }
 
     /// Moves the log start offset up to `offset` (DeleteRecords), deleting segments wholly below it.
@@ -705,7 +796,9 @@ impl Partition {
         write_atomically(storage.as_ref(), &self.dir.join(LOG_START_FILE), offset.to_string().as_bytes())
             .map_err(|e| io_append(&self.dir, e))?;
         self.delete_segments_below(&mut st, offset)?;
-        Ok(offset)
+        // Deleting a segment moves the log start to the next one's base offset, which may be
+        // beyond `offset` where compaction left a gap.
+        Ok(st.log_start_offset)
     }
 
     /// Removes non-active segments whose every offset is below `offset`.
@@ -726,6 +819,12 @@ impl Partition {
 
     /// Removes every record at or after `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), AppendError> {
+        // Rolled segments may hold writes not yet fsynced. They are made durable first: the
+        // fsync of the truncated segment below must not make later data durable before earlier
+        // data (a crash would then leave a hole in the log).
+        if offset < self.high_watermark() && self.lock().offline.is_none() {
+            self.sync_to(offset)?;
+        }
         let mut st = self.lock();
         if offset >= st.next_offset() {
             return Ok(());
@@ -741,14 +840,13 @@ impl Partition {
         let file = self.files.get(&seg.path, false).map_err(|e| io_append(&seg.path, e))?;
         let mut rebuilt = Segment::new(&self.dir, seg.base_offset);
         let mut pos = 0;
-        let mut producers = ProducerState::new();
         while let Some(h) = read_header(file.as_ref(), pos, seg.size).map_err(|e| io_append(&seg.path, e))? {
             let h = h?;
-            if h.base_offset >= offset {
+            // The batch holding `offset` goes too: nothing at or after `offset` may remain.
+            if h.last_offset() >= offset {
                 break;
             }
             rebuilt.add_batch(&h, pos, interval, seg.created_ms.unwrap_or(0));
-            producers.record(&h);
             pos += h.size as u64;
         }
         rebuilt.size = pos;
@@ -757,7 +855,31 @@ impl Partition {
         storage.sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
         let next = rebuilt.next_offset;
         *st.segments.last_mut().expect("active") = rebuilt;
-        st.log_start_offset = st.log_start_offset.min(next);
+        if st.log_start_offset > next {
+            // Persisted, or a restart would hide the records appended from `next` on.
+            write_atomically(storage.as_ref(), &self.dir.join(LOG_START_FILE), next.to_string().as_bytes())
+                .map_err(|e| io_append(&self.dir, e))?;
+            st.log_start_offset = next;
+        }
+        // Forget the producer batches that are gone, so that their retries are appended again.
+        let mut producers = ProducerState::new();
+        for seg in &st.segments {
+            let file = self.files.get(&seg.path, false).map_err(|e| io_append(&seg.path, e))?;
+            let mut pos = 0;
+            while let Some(h) = read_header(file.as_ref(), pos, seg.size).map_err(|e| io_append(&seg.path, e))? {
+                let h = h?;
+                producers.record(&h);
+                pos += h.size as u64;
+            }
+        }
+        st.producers = producers;
+        // New data at the truncated offsets is not durable: a torn tail there after a crash
+        // must be truncated, not mistaken for corruption below the recovery point.
+        if st.checkpointed_recovery_point > next {
+            write_atomically(storage.as_ref(), &self.dir.join(RECOVERY_POINT_FILE), next.to_string().as_bytes())
+                .map_err(|e| io_append(&self.dir, e))?;
+            st.checkpointed_recovery_point = next;
+        }
         drop(st);
         let mut s = self.sync.lock().expect("sync lock");
         s.durable = s.durable.min(next);

@@ -111,6 +111,20 @@ impl SimStorage {
         faults.sync_errors = 0;
     }
 
+    /// Flips the bits of the byte at `offset` of `path`, in what a reader sees now and in what
+    /// survives a crash alike (bit rot on the medium). Panics when there is no such byte.
+    pub fn corrupt(&self, path: &Path, offset: u64) {
+        let state = self.state.lock().unwrap();
+        let data = state.files.get(path).unwrap_or_else(|| panic!("{} does not exist", path.display()));
+        let mut d = data.lock().unwrap();
+        let at = usize::try_from(offset).expect("offset fits in memory");
+        assert!(at < d.current.len(), "{} has only {} bytes", path.display(), d.current.len());
+        d.current[at] ^= 0xff;
+        if at < d.durable.len() {
+            d.durable[at] ^= 0xff;
+        }
+    }
+
     fn total_bytes(state: &State) -> u64 {
         state.files.values().map(|d| d.lock().unwrap().current.len() as u64).sum()
     }

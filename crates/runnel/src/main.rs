@@ -1,1 +1,242 @@
-fn main() {}
+//! The `runnel` binary: command line, configuration (flags, `RUNNEL_*` environment
+//! variables, a TOML file) and the wiring of the log and the Kafka broker.
+//!
+//! `runnel serve` opens the log in the data directory, serves Kafka clients, runs log
+//! maintenance about once a second, and on SIGINT or SIGTERM stops accepting, finishes
+//! in-flight requests, shuts the log down cleanly (fsync, clean-shutdown marker) and exits 0.
+
+mod alloc;
+
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use runnel_broker::{Broker, BrokerConfig};
+use runnel_log::{Log, LogConfig};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
+
+/// How often the log's retention, compaction, rolling and flushing run.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Parser, Debug)]
+#[command(name = "runnel", version, about = "An event streaming platform in one binary (Kafka-compatible)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker: Kafka protocol on 127.0.0.1:9092, data in ./runnel-data.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServeArgs {
+    /// TOML file with any of these settings, named as the long flags (`data-dir = "/var/lib/runnel"`).
+    /// Flags and environment variables take precedence over it.
+    #[arg(long, env = "RUNNEL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where topics and broker state are stored.
+    #[arg(long, env = "RUNNEL_DATA_DIR", default_value = "./runnel-data")]
+    data_dir: PathBuf,
+    /// Address the Kafka protocol listens on (port 0 picks a free port).
+    #[arg(long, env = "RUNNEL_KAFKA_LISTENER", default_value = "127.0.0.1:9092")]
+    kafka_listener: String,
+    /// host:port clients are told to connect to (default: the bound address).
+    #[arg(long, env = "RUNNEL_ADVERTISED_KAFKA_LISTENER")]
+    advertised_kafka_listener: Option<String>,
+    /// Create unknown topics when clients ask for their metadata.
+    #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    auto_create_topics: bool,
+    /// Partitions of auto-created topics, and of CreateTopics asking for the default.
+    #[arg(long, env = "RUNNEL_DEFAULT_PARTITIONS", default_value_t = 1)]
+    default_partitions: u32,
+    /// This broker's node id.
+    #[arg(long, env = "RUNNEL_NODE_ID", default_value_t = 0)]
+    node_id: i32,
+    /// Log filter for stderr: error, warn, info, debug, trace, or directives like `runnel_broker=debug`.
+    #[arg(long, env = "RUNNEL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// The config file: the same settings, all optional.
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    kafka_listener: Option<String>,
+    advertised_kafka_listener: Option<String>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<u32>,
+    node_id: Option<i32>,
+    log_level: Option<String>,
+}
+
+/// Fills every setting not given by flag or environment from the config file.
+fn merge_file(args: &mut ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some(path) = args.config.clone() else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let file: FileConfig = toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    let from_file =
+        |id: &str| !matches!(matches.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+    if let Some(v) = file.data_dir.filter(|_| from_file("data_dir")) {
+        args.data_dir = v;
+    }
+    if let Some(v) = file.kafka_listener.filter(|_| from_file("kafka_listener")) {
+        args.kafka_listener = v;
+    }
+    if let Some(v) = file.advertised_kafka_listener.filter(|_| from_file("advertised_kafka_listener")) {
+        args.advertised_kafka_listener = Some(v);
+    }
+    if let Some(v) = file.auto_create_topics.filter(|_| from_file("auto_create_topics")) {
+        args.auto_create_topics = v;
+    }
+    if let Some(v) = file.default_partitions.filter(|_| from_file("default_partitions")) {
+        args.default_partitions = v;
+    }
+    if let Some(v) = file.node_id.filter(|_| from_file("node_id")) {
+        args.node_id = v;
+    }
+    if let Some(v) = file.log_level.filter(|_| from_file("log_level")) {
+        args.log_level = v;
+    }
+    Ok(())
+}
+
+fn parse_listener(s: &str) -> anyhow::Result<SocketAddr> {
+    s.to_socket_addrs()
+        .with_context(|| format!("invalid listener address {s:?} (expected host:port)"))?
+        .next()
+        .with_context(|| format!("listener address {s:?} resolves to nothing"))
+}
+
+fn parse_advertised(s: &str) -> anyhow::Result<(String, u16)> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        bail!("invalid advertised listener {s:?} (expected host:port)")
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("invalid advertised listener {s:?}: the host is empty");
+    }
+    let port = port.parse().with_context(|| format!("invalid port in advertised listener {s:?}"))?;
+    Ok((host.to_string(), port))
+}
+
+fn main() -> std::process::ExitCode {
+    let command = Cli::command();
+    let matches = command.get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Serve(mut args) => {
+            let sub = matches.subcommand_matches("serve").cloned().unwrap_or_default();
+            merge_file(&mut args, &sub).and_then(|()| serve(args))
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runnel: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_new(&args.log_level).with_context(|| format!("invalid log level {:?}", args.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let listener = parse_listener(&args.kafka_listener)?;
+    let advertised = args.advertised_kafka_listener.as_deref().map(parse_advertised).transpose()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+        let data_dir = args.data_dir.clone();
+        let log = tokio::task::spawn_blocking(move || Log::open(LogConfig::new(data_dir)))
+            .await?
+            .with_context(|| format!("cannot open the log in {}", args.data_dir.display()))?;
+        let config = BrokerConfig {
+            listener,
+            advertised_listener: advertised,
+            node_id: args.node_id,
+            auto_create_topics: args.auto_create_topics,
+            default_partitions: args.default_partitions,
+        };
+        let broker = Broker::bind(config, log.clone()).await?;
+        let shutdown = shutdown_signal()?;
+        let maintenance = Maintenance::start(log.clone());
+        tracing::info!(data_dir = %args.data_dir.display(), kafka = %broker.local_addr(), "runnel started");
+        {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "runnel ready: kafka={}", broker.local_addr())?;
+            stdout.flush()?;
+        }
+        let served = broker.run(shutdown).await;
+        maintenance.stop();
+        let closed = tokio::task::spawn_blocking(move || log.shutdown()).await?;
+        served?;
+        closed.context("log shutdown failed")?;
+        tracing::info!("runnel stopped cleanly");
+        Ok(())
+    })
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
+}
+
+/// The background thread calling `Log::run_maintenance` about once a second.
+struct Maintenance {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Maintenance {
+    fn start(log: Arc<Log>) -> Maintenance {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("log-maintenance".to_string())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(MAINTENANCE_INTERVAL) {
+                    log.run_maintenance(runnel_log::now_ms());
+                }
+            })
+            .expect("spawning the maintenance thread");
+        Maintenance { stop, thread }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::error!("log maintenance thread panicked");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Durability under injected faults on `SimStorage`: unsynced writes lost at a crash, torn
+//! writes, EIO on write and on fsync, a full disk, and corruption below the recovery point.
+
+use runnel_log::{AppendError, ReadError, SimStorage, Storage, TopicConfig};
+use runnel_records::Record;
+
+use crate::common::*;
+
+/// A record as (offset, key, value, timestamp), for byte-exact comparison.
+type Fingerprint = (i64, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+
+fn fingerprint(records: &[Record]) -> Vec<Fingerprint> {
+    records
+        .iter()
+        .map(|r| (r.offset, r.key.as_ref().map(|k| k.to_vec()), r.value.as_ref().map(|v| v.to_vec()), r.timestamp))
+        .collect()
+}
+
+fn small_segments() -> TopicConfig {
+    TopicConfig { segment_bytes: 600, index_interval_bytes: 128, ..TopicConfig::default() }
+}
+
+fn file_len(storage: &SimStorage, path: &std::path::Path) -> u64 {
+    storage.open(path, false).unwrap().len().unwrap()
+}
+
+#[test]
+fn unsynced_writes_are_lost_at_a_crash_and_synced_ones_kept() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", small_segments());
+    for i in 0..10 {
+        p.append(&batch(&numbered(3, i * 10)), 0).unwrap();
+    }
+    p.sync_to(30).unwrap();
+    let synced = fingerprint(&read_everything(&p));
+    for i in 0..5 {
+        p.append(&batch(&numbered(3, 1000 + i)), 0).unwrap();
+    }
+    assert_eq!(p.high_watermark(), 45);
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    assert!(!log.recovered_cleanly());
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(p.high_watermark(), 30);
+    assert_eq!(fingerprint(&read_everything(&p)), synced);
+    assert_eq!(p.append(&batch(&numbered(1, 0)), 0).unwrap().base_offset, 30);
+}
+
+#[test]
+fn torn_tails_are_truncated_and_acknowledged_data_survives() {
+    for seed in 0..40u64 {
+        let storage = SimStorage::new();
+        let log = open_sim(&storage);
+        let p = topic(&log, "t", small_segments());
+        let mut appended = Vec::new();
+        for i in 0..6 {
+            p.append(&batch(&numbered(1 + i % 3, i as i64)), 0).unwrap();
+        }
+        let synced = p.high_watermark();
+        p.sync_to(synced).unwrap();
+        if seed % 2 == 0 {
+            log.run_maintenance(0); // checkpoints the recovery point
+        }
+        for i in 0..6 {
+            p.append(&batch(&numbered(2 + i % 4, 100 + i as i64)), 0).unwrap();
+        }
+        appended.extend(fingerprint(&read_everything(&p)));
+        drop((p, log));
+        let mut rng = fastrand::Rng::with_seed(seed);
+        storage.crash(Some(&mut rng));
+        let log = open_sim(&storage);
+        let p = log.partition("t", 0).unwrap();
+        assert_eq!(p.offline_reason(), None, "tearing seed {seed}");
+        let after = fingerprint(&read_everything(&p));
+        let hw = p.high_watermark();
+        assert!(hw >= synced, "tearing seed {seed}: high watermark {hw} below the synced {synced}");
+        // Every synced record is there; anything else there was appended, at its offset.
+        assert_eq!(after[..synced as usize], appended[..synced as usize], "tearing seed {seed}");
+        for r in &after {
+            assert_eq!(Some(r), appended.get(r.0 as usize), "tearing seed {seed}: never appended");
+        }
+        // The partition keeps working, and what it holds now survives another crash.
+        let a = p.append(&batch(&numbered(2, 7)), 0).unwrap();
+        assert_eq!(a.base_offset, hw, "tearing seed {seed}");
+        p.sync_to(a.last_offset + 1).unwrap();
+        let expected = fingerprint(&read_everything(&p));
+        drop((p, log));
+        storage.crash(Some(&mut rng));
+        let log = open_sim(&storage);
+        let p = log.partition("t", 0).unwrap();
+        assert_eq!(fingerprint(&read_everything(&p)), expected, "tearing seed {seed}");
+    }
+}
+
+#[test]
+fn eio_on_write_fails_the_append_and_later_appends_work() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", small_segments());
+    p.append(&batch(&numbered(2, 0)), 0).unwrap();
+    storage.fail_writes(1);
+    let err = p.append(&batch(&[rec("bad", "never", 5)]), 0).unwrap_err();
+    assert!(matches!(err, AppendError::Io { .. }), "{err}");
+    assert_eq!(p.high_watermark(), 2);
+    for i in 0..8 {
+        let a = p.append(&batch(&[rec("good", &i.to_string(), 6)]), 0).unwrap();
+        assert_eq!(a.base_offset, 2 + i);
+    }
+    let vals = values(&p);
+    assert_eq!(vals.len(), 10);
+    assert!(vals.iter().all(|(_, v)| v != "never"));
+    p.sync_to(10).unwrap();
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(values(&p), vals);
+}
+
+#[test]
+fn eio_on_fsync_takes_the_partition_offline_until_reopen() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", small_segments());
+    let other = topic(&log, "other", TopicConfig::default());
+    p.append(&batch(&numbered(4, 0)), 0).unwrap();
+    p.sync_to(4).unwrap();
+    let synced = fingerprint(&read_everything(&p));
+    p.append(&batch(&numbered(4, 10)), 0).unwrap();
+    storage.fail_syncs(1);
+    assert!(p.sync_to(8).is_err());
+    assert!(matches!(p.append(&batch(&numbered(1, 0)), 0), Err(AppendError::Offline(_))));
+    assert!(matches!(p.sync_to(8), Err(AppendError::Offline(_))));
+    assert!(matches!(p.read(0, 100), Err(ReadError::Offline(_))));
+    assert!(p.offline_reason().is_some());
+    // Other partitions are unaffected.
+    other.append(&batch(&numbered(1, 0)), 0).unwrap();
+    other.sync_to(1).unwrap();
+    drop((p, other, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(p.offline_reason(), None);
+    assert_eq!(fingerprint(&read_everything(&p)), synced);
+    assert_eq!(p.append(&batch(&numbered(1, 0)), 0).unwrap().base_offset, 4);
+    p.sync_to(5).unwrap();
+}
+
+#[test]
+fn a_full_disk_fails_appends_clearly_and_loses_nothing() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", small_segments());
+    for i in 0..5 {
+        p.append(&batch(&numbered(2, i)), 0).unwrap();
+    }
+    let before = fingerprint(&read_everything(&p));
+    // No room for a single byte more.
+    storage.set_capacity(Some(0));
+    for _ in 0..3 {
+        let err = p.append(&batch(&numbered(2, 0)), 0).unwrap_err();
+        assert!(matches!(err, AppendError::StorageFull { .. }), "{err}");
+        assert!(err.to_string().contains("no space left"), "{err}");
+    }
+    assert_eq!(p.high_watermark(), 10);
+    assert_eq!(fingerprint(&read_everything(&p)), before);
+    assert!(p.sync_to(10).is_ok(), "fsync needs no space");
+    storage.set_capacity(None);
+    let a = p.append(&batch(&numbered(2, 0)), 0).unwrap();
+    assert_eq!(a.base_offset, 10);
+    p.sync_to(12).unwrap();
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(fingerprint(&read_everything(&p))[..10], before[..]);
+    assert_eq!(p.high_watermark(), 12);
+}
+
+/// Three segments, synced and checkpointed, then an unclean stop.
+fn checkpointed_store() -> (SimStorage, Vec<i64>) {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig::default());
+    let mut bases = Vec::new();
+    for i in 0..3 {
+        bases.push(p.high_watermark());
+        p.append(&batch(&numbered(3, i)), 0).unwrap();
+        p.append(&batch(&numbered(3, i)), 0).unwrap();
+        p.roll_now().unwrap();
+    }
+    p.append(&batch(&numbered(3, 9)), 0).unwrap();
+    p.sync_to(p.high_watermark()).unwrap();
+    log.run_maintenance(0);
+    drop((p, log));
+    storage.crash(None);
+    (storage, bases)
+}
+
+#[test]
+fn corruption_below_the_recovery_point_takes_the_partition_offline_without_truncating() {
+    // Every segment holds two batches of this size; byte 30 of a batch is in its header
+    // (covered by the CRC), byte size-1 is its last.
+    let size = batch(&numbered(3, 0)).len() as u64;
+    for (segment, byte) in [(0usize, 30u64), (1, 30), (1, size + 18), (2, size + 30), (2, 2 * size - 1)] {
+        let (storage, bases) = checkpointed_store();
+        let path = segment_path("t", 0, bases[segment]);
+        let len = file_len(&storage, &path);
+        storage.corrupt(&path, byte);
+        let log = open_sim(&storage);
+        let p = log.partition("t", 0).unwrap();
+        let reason = p.offline_reason().unwrap_or_else(|| panic!("segment {segment} byte {byte}: still online"));
+        assert!(reason.contains(&path.display().to_string()), "{reason}");
+        let batch_start = if byte < size { 0 } else { size };
+        assert!(reason.contains(&format!("byte {batch_start}")), "{reason}");
+        match p.read(0, 100) {
+            Err(ReadError::Offline(r)) => assert_eq!(r, reason),
+            other => panic!("read of an offline partition: {other:?}"),
+        }
+        assert!(matches!(p.append(&batch(&numbered(1, 0)), 0), Err(AppendError::Offline(_))));
+        // Nothing was truncated or removed.
+        for base in &bases {
+            let path = segment_path("t", 0, *base);
+            assert!(storage.exists(&path), "{} was removed", path.display());
+        }
+        assert_eq!(file_len(&storage, &path), len);
+        drop((p, log));
+        // Still offline on the next attempt: the corruption is not silently forgotten.
+        let log = open_sim(&storage);
+        assert!(log.partition("t", 0).unwrap().offline_reason().is_some());
+    }
+}
+
+#[test]
+fn truncation_lowers_the_recovery_point() {
+    // After truncate_to, new unsynced data at the truncated offsets may be torn by a crash;
+    // recovery must then truncate it, not take the partition offline as if it were corrupt
+    // data below the recovery point.
+    for seed in 0..20u64 {
+        let storage = SimStorage::new();
+        let log = open_sim(&storage);
+        let p = topic(&log, "t", TopicConfig::default());
+        for i in 0..4 {
+            p.append(&batch(&numbered(3, i)), 0).unwrap();
+        }
+        p.sync_to(12).unwrap();
+        log.run_maintenance(0);
+        p.truncate_to(3).unwrap();
+        for i in 0..4 {
+            p.append(&batch(&numbered(5, 100 + i)), 0).unwrap();
+        }
+        drop((p, log));
+        let mut rng = fastrand::Rng::with_seed(seed);
+        storage.crash(Some(&mut rng));
+        let log = open_sim(&storage);
+        let p = log.partition("t", 0).unwrap();
+        assert_eq!(p.offline_reason(), None, "tearing seed {seed}");
+        assert!(p.high_watermark() >= 3, "tearing seed {seed}");
+        assert_eq!(read_everything(&p).len() as i64, p.high_watermark(), "tearing seed {seed}");
+    }
+}
+
+#[test]
+fn many_topics_crash_together() {
+    // Several partitions with interleaved appends and syncs; each keeps exactly its synced
+    // prefix when nothing tears.
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    log.create_topic("a", 3, small_segments()).unwrap();
+    let parts: Vec<_> = (0..3).map(|i| log.partition("a", i).unwrap()).collect();
+    let mut synced = vec![Vec::new(); 3];
+    for round in 0..6 {
+        for (i, p) in parts.iter().enumerate() {
+            p.append(&batch(&numbered(1 + i, round)), 0).unwrap();
+            if (round + i as i64) % 2 == 0 {
+                p.sync_to(p.high_watermark()).unwrap();
+                synced[i] = fingerprint(&read_everything(p));
+            }
+        }
+    }
+    drop((parts, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    for (i, expected) in synced.iter().enumerate() {
+        let p = log.partition("a", i as u32).unwrap();
+        assert_eq!(&fingerprint(&read_everything(&p)), expected, "partition {i}");
+    }
+}
+
+#[test]
+fn topic_changes_are_durable_when_they_return() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    log.create_topic("kept", 2, TopicConfig::default()).unwrap();
+    log.create_topic("dropped", 1, TopicConfig::default()).unwrap();
+    log.create_partitions("kept", 3).unwrap();
+    let tc = TopicConfig { retention_ms: 42, ..TopicConfig::default() };
+    log.alter_topic_config("kept", tc.clone()).unwrap();
+    log.delete_topic("dropped").unwrap();
+    drop(log);
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let kept = log.topic("kept").unwrap();
+    assert_eq!((kept.partitions, kept.config.retention_ms), (3, 42));
+    assert!(log.topic("dropped").is_none());
+    for i in 0..3 {
+        let p = log.partition("kept", i).unwrap();
+        assert_eq!(p.append(&batch(&numbered(1, 0)), 0).unwrap().base_offset, 0);
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of runnel-log, in one test binary: basic reads and appends, durability
+//! under injected faults, a model-based property test, retention, compaction and the bounded
+//! file-handle cache.
+
+mod basics;
+mod common;
+mod compaction;
+mod durability;
+mod handles;
+mod model;
+mod retention;
