@@ -21,8 +21,8 @@ from harness import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
-KILLS = 3
-ACKS_BETWEEN_KILLS = 3000
+KILLS = 10  # the issue asks for at least 10 SIGKILL restarts
+ACKS_BETWEEN_KILLS = 1000
 PARTS = 3
 MAX_RECORDS = 300_000  # hard bound on what the producer thread sends
 
