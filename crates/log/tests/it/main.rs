@@ -5,6 +5,7 @@
 mod basics;
 mod common;
 mod compaction;
+mod crash;
 mod durability;
 mod handles;
 mod model;
