@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Log append/read benchmark beside this machine's sequential write bandwidth with fsync.
+#
+# Measures sequential 1 MiB writes with fdatasync after each in the bench directory with fio
+# (installed with apt-get if missing; dd oflag=dsync bs=1M if that fails), then runs
+# `cargo bench -p runnel-log --bench append` with that figure in RUNNEL_BENCH_DISK_MBPS so the
+# table shows each case's ratio to it. MB = 10^6 bytes.
+#
+# Environment: RUNNEL_BENCH_BYTES (bytes per case, default 512M), RUNNEL_BENCH_DIR (default
+# target/bench-data; must be a real disk, not tmpfs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dir="${RUNNEL_BENCH_DIR:-$PWD/target/bench-data}"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+export RUNNEL_BENCH_DIR="$dir"
+bytes="${RUNNEL_BENCH_BYTES:-512M}"
+export RUNNEL_BENCH_BYTES="$bytes"
+fstype="$(df --output=fstype "$dir" | tail -1 | tr -d ' ')"
+echo "== bench dir $dir ($fstype)"
+if [ "$fstype" = tmpfs ]; then
+    echo "error: $dir is on tmpfs; set RUNNEL_BENCH_DIR to a directory on a real disk" >&2
+    exit 1
+fi
+
+if ! command -v fio >/dev/null 2>&1; then
+    echo "== installing fio"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq fio; } \
+        >/dev/null 2>&1 || echo "   (could not install fio; falling back to dd)"
+fi
+
+disk_mbps=""
+if command -v fio >/dev/null 2>&1; then
+    echo "== fio --name=seqwrite --rw=write --bs=1M --size=$bytes --fdatasync=1"
+    json="$(fio --name=seqwrite --rw=write --bs=1M --size="$bytes" --fdatasync=1 --directory="$dir" \
+        --output-format=json)"
+    rm -f "$dir"/seqwrite.*
+    disk_mbps="$(printf '%s' "$json" | python3 -c '
+import json, sys
+job = json.load(sys.stdin)["jobs"][0]["write"]
+print("%.1f" % (job["bw_bytes"] / 1e6))')"
+    echo "   fio: $disk_mbps MB/s"
+else
+    mib=$(( $(numfmt --from=iec "$bytes") >> 20 ))
+    echo "== dd if=/dev/zero bs=1M count=$mib oflag=dsync"
+    out="$(LC_ALL=C dd if=/dev/zero of="$dir/dd-seqwrite" bs=1M count="$mib" oflag=dsync 2>&1 | tail -1)"
+    rm -f "$dir/dd-seqwrite"
+    echo "   $out"
+    # "N bytes (...) copied, S s, R MB/s": recompute from bytes and seconds.
+    disk_mbps="$(printf '%s' "$out" | python3 -c '
+import re, sys
+line = sys.stdin.read()
+b = int(line.split()[0]); s = float(re.search(r"copied, ([0-9.]+) s", line).group(1))
+print(f"{b / s / 1e6:.1f}")')"
+    echo "   dd: $disk_mbps MB/s"
+fi
+
+echo "== cargo bench -p runnel-log --bench append"
+RUNNEL_BENCH_DISK_MBPS="$disk_mbps" cargo bench -p runnel-log --bench append

@@ -1,0 +1,331 @@
+//! Append and read throughput of one partition, beside this machine's sequential write
+//! bandwidth with fdatasync measured in the same run, so that their ratio is visible.
+//!
+//! Cases: 1 KiB uncompressed records in 16 KiB and 1 MiB batches, appended without fsync (one
+//! writer) and with an fsync per batch (each of 1, 4 or 16 writer threads on ONE partition
+//! appends, then `sync_to` its own last offset: group commit shares fsyncs between them), then
+//! a sequential read of a whole partition in 1 MiB budgets. fsyncs are counted exactly by a
+//! [`Storage`] wrapper around [`FsStorage`].
+//!
+//! Environment: `RUNNEL_BENCH_BYTES` (bytes per case, default 512 MiB; `K`/`M`/`G` suffixes
+//! allowed), `RUNNEL_BENCH_DIR` (default `<target>/bench-data`; must not be tmpfs),
+//! `RUNNEL_BENCH_DISK_MBPS` (the disk bandwidth measured by fio in `bench/log.sh`; without it
+//! the ratio is against this binary's own 1 MiB write + fdatasync loop). MB = 10^6 bytes.
+
+use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use runnel_log::{FsStorage, Log, LogConfig, Partition, Storage, StorageFile, TopicConfig};
+use runnel_records::{BatchBuilder, Batches, Compression, Record};
+
+const RECORD_BYTES: usize = 1024;
+const DEFAULT_TOTAL_BYTES: u64 = 512 << 20;
+const TOPIC: &str = "bench";
+
+/// [`FsStorage`] that counts the fsyncs of its files.
+struct CountingStorage {
+    inner: FsStorage,
+    syncs: Arc<AtomicU64>,
+}
+
+struct CountingFile {
+    inner: Arc<dyn StorageFile>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl StorageFile for CountingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.inner.sync()
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl Storage for CountingStorage {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(Arc::new(CountingFile { inner: self.inner.open(path, create)?, syncs: self.syncs.clone() }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+}
+
+/// A fresh log in its own temporary directory, with an fsync counter.
+struct Bench {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    partition: Arc<Partition>,
+    syncs: Arc<AtomicU64>,
+}
+
+fn open_bench(base: &Path, max_batch_bytes: usize) -> Bench {
+    let dir = tempfile::Builder::new().prefix("append-").tempdir_in(base).expect("temp dir");
+    let syncs = Arc::new(AtomicU64::new(0));
+    let storage = Arc::new(CountingStorage { inner: FsStorage, syncs: syncs.clone() });
+    let log = Log::open_with(LogConfig::new(dir.path()), storage).expect("open log");
+    let config = TopicConfig { max_message_bytes: (max_batch_bytes * 2) as u32, ..TopicConfig::default() };
+    log.create_topic(TOPIC, 1, config).expect("create topic");
+    let partition = log.partition(TOPIC, 0).expect("partition 0");
+    let path = dir.path().to_path_buf();
+    // Only setup fsyncs so far; the cases count from zero.
+    syncs.store(0, Ordering::Relaxed);
+    Bench { _dir: dir, path, partition, syncs }
+}
+
+/// One uncompressed batch of `records` records of 1 KiB each.
+fn build_batch(records: usize) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    let now = runnel_log::now_ms();
+    for i in 0..records {
+        let mut value = vec![0u8; RECORD_BYTES];
+        for (j, b) in value.iter_mut().enumerate() {
+            *b = (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8;
+        }
+        builder.push(Record::new(None::<Bytes>, Some(value)).at(now));
+    }
+    builder.build(Compression::None).expect("build batch")
+}
+
+struct Row {
+    case: String,
+    bytes: u64,
+    records: u64,
+    secs: f64,
+    fsyncs: Option<u64>,
+}
+
+impl Row {
+    fn mbps(&self) -> f64 {
+        self.bytes as f64 / self.secs / 1e6
+    }
+}
+
+/// Appends `batches` copies of `batch` split over `writers` threads; with `fsync`, each writer
+/// calls `sync_to` after each of its appends.
+fn run_append(
+    base: &Path,
+    label: &str,
+    batch: &Bytes,
+    records_per_batch: usize,
+    batches: u64,
+    writers: u64,
+    fsync: bool,
+) -> Row {
+    let bench = open_bench(base, batch.len());
+    let per_writer = batches.div_ceil(writers);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..writers {
+            let p = bench.partition.clone();
+            s.spawn(move || {
+                for _ in 0..per_writer {
+                    let info = p.append(batch, runnel_log::now_ms()).expect("append");
+                    if fsync {
+                        p.sync_to(info.last_offset + 1).expect("sync_to");
+                    }
+                }
+            });
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let total = per_writer * writers;
+    let fsyncs = bench.syncs.load(Ordering::Relaxed);
+    Row {
+        case: label.to_string(),
+        bytes: total * batch.len() as u64,
+        records: total * records_per_batch as u64,
+        secs,
+        fsyncs: Some(fsyncs),
+    }
+}
+
+/// Reads the whole partition in order with 1 MiB budgets.
+fn read_all(p: &Partition, label: &str) -> Row {
+    let hw = p.high_watermark();
+    let mut offset = p.log_start_offset();
+    let (mut bytes, mut records) = (0u64, 0u64);
+    let start = Instant::now();
+    while offset < hw {
+        let r = p.read(offset, 1 << 20).expect("read");
+        assert!(!r.records.is_empty(), "empty read at {offset} below {hw}");
+        for b in Batches::new(&r.records) {
+            let (h, _) = b.expect("valid batch");
+            records += u64::from(h.record_count as u32);
+            offset = h.next_offset();
+        }
+        bytes += r.records.len() as u64;
+    }
+    Row { case: label.to_string(), bytes, records, secs: start.elapsed().as_secs_f64(), fsyncs: None }
+}
+
+/// Drops the page cache of the partition's segment files (they are fsynced first).
+fn drop_cache(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let f = std::fs::File::open(&path).expect("open segment");
+                f.sync_all().expect("fsync segment");
+                // SAFETY: a valid open descriptor; advice only, no memory is touched.
+                unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            }
+        }
+    }
+}
+
+/// Sequential write bandwidth with fdatasync: `total` bytes in 1 MiB writes, each synced.
+fn disk_bandwidth(base: &Path, total: u64) -> f64 {
+    let dir = tempfile::Builder::new().prefix("disk-").tempdir_in(base).expect("temp dir");
+    let mut f = std::fs::File::create(dir.path().join("seqwrite")).expect("create file");
+    let block = vec![0x5au8; 1 << 20];
+    let n = total.div_ceil(block.len() as u64);
+    let start = Instant::now();
+    for _ in 0..n {
+        f.write_all(&block).expect("write");
+        f.sync_data().expect("fdatasync");
+    }
+    (n * block.len() as u64) as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()?.to_ascii_uppercase() {
+        'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mul)
+}
+
+fn bench_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("RUNNEL_BENCH_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("bench-data")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing here takes arguments or filters.
+    let total = std::env::var("RUNNEL_BENCH_BYTES")
+        .ok()
+        .map(|s| parse_bytes(&s).expect("RUNNEL_BENCH_BYTES: a byte count, e.g. 536870912 or 512M"))
+        .unwrap_or(DEFAULT_TOTAL_BYTES);
+    let base = bench_dir();
+    std::fs::create_dir_all(&base).expect("create bench dir");
+    let base = base.canonicalize().expect("bench dir");
+    println!("runnel-log append bench: {} MiB per case in {}", total >> 20, base.display());
+
+    let own_disk = disk_bandwidth(&base, total);
+    let fio_disk = std::env::var("RUNNEL_BENCH_DISK_MBPS").ok().and_then(|s| s.trim().parse::<f64>().ok());
+    println!("disk, 1 MiB writes + fdatasync each (this binary): {own_disk:.1} MB/s");
+    let reference = match fio_disk {
+        Some(f) => {
+            println!("disk, fio seqwrite bs=1M fdatasync=1 (bench/log.sh): {f:.1} MB/s  <- ratio reference");
+            f
+        }
+        None => {
+            println!("(RUNNEL_BENCH_DISK_MBPS unset: ratio is against this binary's measurement)");
+            own_disk
+        }
+    };
+    println!();
+
+    let mut rows = Vec::new();
+    for (size_label, records_per_batch) in [("16KiB", 16usize), ("1MiB", 1024)] {
+        let batch = build_batch(records_per_batch);
+        let batches = total.div_ceil(batch.len() as u64);
+        println!(
+            "{size_label} batches: {} B each ({records_per_batch} x {RECORD_BYTES} B records), {batches} per case",
+            batch.len()
+        );
+        let label = format!("{size_label} no fsync, 1 writer");
+        rows.push(run_append(&base, &label, &batch, records_per_batch, batches, 1, false));
+        for writers in [1u64, 4, 16] {
+            let label = format!("{size_label} fsync/batch, {writers} writer{}", if writers == 1 { "" } else { "s" });
+            rows.push(run_append(&base, &label, &batch, records_per_batch, batches, writers, true));
+        }
+        // Read back a freshly written partition: once from the page cache, once cold.
+        let bench = open_bench(&base, batch.len());
+        for _ in 0..batches {
+            bench.partition.append(&batch, runnel_log::now_ms()).expect("append");
+        }
+        rows.push(read_all(&bench.partition, &format!("{size_label} read, page cache")));
+        drop_cache(&bench.path);
+        rows.push(read_all(&bench.partition, &format!("{size_label} read, cold (fadvise DONTNEED)")));
+    }
+
+    println!();
+    println!("{:<40} {:>10} {:>12} {:>9} {:>10} {:>8}", "case", "MB/s", "records/s", "fsyncs", "B/fsync", "x disk");
+    for r in &rows {
+        let (fsyncs, per) = match r.fsyncs {
+            Some(0) => ("0".to_string(), "-".to_string()),
+            Some(n) => (n.to_string(), format!("{}", r.bytes / n)),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        println!(
+            "{:<40} {:>10.1} {:>12.0} {:>9} {:>10} {:>7.0}%",
+            r.case,
+            r.mbps(),
+            r.records as f64 / r.secs,
+            fsyncs,
+            per,
+            100.0 * r.mbps() / reference
+        );
+    }
+    println!(
+        "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>7.0}%",
+        "disk: 1 MiB write + fdatasync (binary)",
+        own_disk,
+        "-",
+        total.div_ceil(1 << 20),
+        1 << 20,
+        100.0 * own_disk / reference
+    );
+    if let Some(f) = fio_disk {
+        println!(
+            "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>7.0}%",
+            "disk: fio seqwrite fdatasync=1", f, "-", "-", "-", 100.0
+        );
+    }
+}
