@@ -6,6 +6,7 @@
 //! in-flight requests, shuts the log down cleanly (fsync, clean-shutdown marker) and exits 0.
 
 mod alloc;
+mod bench;
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -38,6 +39,8 @@ struct Cli {
 enum Command {
     /// Run the broker: Kafka protocol on 127.0.0.1:9092, data in ./runnel-data.
     Serve(ServeArgs),
+    /// Measure a Kafka-compatible broker: produce and consume a topic, report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -145,6 +148,7 @@ fn main() -> std::process::ExitCode {
             let sub = matches.subcommand_matches("serve").cloned().unwrap_or_default();
             merge_file(&mut args, &sub).and_then(|()| serve(args))
         }
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

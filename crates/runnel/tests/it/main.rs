@@ -175,3 +175,44 @@ fn a_bad_config_file_is_refused_with_a_clear_error() {
     assert!(stderr.contains("invalid config file"), "{stderr}");
     assert!(output.stdout.is_empty(), "no ready line");
 }
+
+#[test]
+fn bench_produces_and_consumes_against_a_started_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_arg(dir.path());
+    let serve = Serve::start(&["--kafka-listener", "127.0.0.1:0", "--data-dir", &data, "--log-level", "warn"], &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["bench", "--duration", "2", "--output", "json", "--partitions", "4", "--bootstrap"])
+        .arg(serve.addr.to_string())
+        .output()
+        .expect("run runnel bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "runnel bench failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    assert!(report["produced_records"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["errors"].as_u64(), Some(0), "{report}");
+    for field in ["produced_records_per_sec", "produced_mb_per_sec", "acked_records", "consumed_records"] {
+        assert!(report[field].is_number(), "{field} in {report}");
+    }
+    for field in ["latency_p50_ms", "latency_p99_ms", "latency_p999_ms"] {
+        assert!(report.get(field).is_some(), "{field} in {report}");
+    }
+    assert!(serve.terminate());
+}
+
+#[test]
+fn bench_says_how_to_fix_an_unreachable_broker() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let output = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["bench", "--duration", "1", "--bootstrap", &addr])
+        .output()
+        .expect("run runnel bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot reach {addr}: connection refused (is \"runnel serve\" running?)")),
+        "{stderr}"
+    );
+}

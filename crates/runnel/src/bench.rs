@@ -1,0 +1,669 @@
+//! `runnel bench`: a load generator that speaks the Kafka protocol, so it measures any
+//! Kafka-compatible broker (runnel or not).
+//!
+//! Producers each own a TCP connection and send Produce requests, one v2 batch per request for
+//! the partitions in turn, with up to [`MAX_IN_FLIGHT`] requests awaiting their answer. Every
+//! record's value starts with its send time (microseconds since the Unix epoch, big-endian), so
+//! consumers, fetching from the offsets that were latest at the start, compute end-to-end
+//! latency as receive time minus send time. The bootstrap broker is assumed to lead every
+//! partition of the topic (true of a single runnel node).
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use clap::{Args, ValueEnum};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use runnel_records::{BatchBuilder, Batches, Compression, Record, decode_records};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Produce requests a producer may have awaiting their answer.
+const MAX_IN_FLIGHT: usize = 5;
+/// Latency samples kept in all (reservoir sampling beyond that).
+const RESERVOIR_SAMPLES: usize = 1_000_000;
+/// How long to wait for a connection, and for any one answer.
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long consumers may keep draining after the producers stopped.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// Largest response frame accepted.
+const MAX_FRAME_BYTES: usize = 256 << 20;
+
+const PRODUCE_VERSION: i16 = 9;
+const FETCH_VERSION: i16 = 12;
+const LIST_OFFSETS_VERSION: i16 = 7;
+const METADATA_VERSION: i16 = 9;
+const CREATE_TOPICS_VERSION: i16 = 5;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+const CLIENT_ID: &str = "runnel-bench";
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// host:port of the Kafka-compatible broker to measure.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Topic to write and read (created with CreateTopics if missing).
+    #[arg(long, default_value = "runnel-bench")]
+    topic: String,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 16)]
+    partitions: u32,
+    /// Bytes of each record's value (at least 8: the send time).
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Acknowledgement asked of the broker: all, 1 or 0.
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    acks: i16,
+    /// Producer connections.
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Consumer connections (each fetches its share of the partitions).
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Records per second over all producers (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds to produce for.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Records in each batch (one batch per Produce request).
+    #[arg(long, default_value_t = 16)]
+    batch_records: usize,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+fn parse_acks(s: &str) -> Result<i16, String> {
+    match s {
+        "all" | "-1" => Ok(-1),
+        "1" => Ok(1),
+        "0" => Ok(0),
+        _ => Err(format!("{s:?} is not one of all, 1, 0")),
+    }
+}
+
+fn acks_name(acks: i16) -> &'static str {
+    match acks {
+        -1 => "all",
+        0 => "0",
+        _ => "1",
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.record_size < 8 {
+        bail!("--record-size must be at least 8 bytes (the send time), not {}", args.record_size);
+    }
+    if args.producers == 0 || args.batch_records == 0 || args.partitions == 0 {
+        bail!("--producers, --batch-records and --partitions must be at least 1");
+    }
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let report = runtime.block_on(bench(args.clone()))?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string(&report)?),
+        Output::Table => print_table(&report),
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize, Debug)]
+struct Report {
+    bootstrap: String,
+    topic: String,
+    partitions: usize,
+    record_size: usize,
+    acks: &'static str,
+    producers: usize,
+    consumers: usize,
+    batch_records: usize,
+    target_rate: u64,
+    duration_secs: f64,
+    produced_records: u64,
+    produced_bytes: u64,
+    produced_records_per_sec: f64,
+    produced_mb_per_sec: f64,
+    acked_records: u64,
+    errors: u64,
+    first_error: Option<String>,
+    consumed_records: u64,
+    latency_samples: usize,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+    latency_p999_ms: Option<f64>,
+    latency_max_ms: Option<f64>,
+}
+
+fn print_table(r: &Report) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+    println!("bootstrap        {}", r.bootstrap);
+    println!("topic            {} ({} partitions)", r.topic, r.partitions);
+    println!(
+        "load             {} producers, {} consumers, {} B records, {} per batch, acks={}, rate={}",
+        r.producers,
+        r.consumers,
+        r.record_size,
+        r.batch_records,
+        r.acks,
+        if r.target_rate == 0 { "max".to_string() } else { format!("{}/s", r.target_rate) }
+    );
+    println!("duration         {:.2} s", r.duration_secs);
+    println!(
+        "produced         {} records, {:.0} records/s, {:.2} MB/s",
+        r.produced_records, r.produced_records_per_sec, r.produced_mb_per_sec
+    );
+    println!("acked            {} records", r.acked_records);
+    println!("errors           {}", r.errors);
+    if let Some(e) = &r.first_error {
+        println!("first error      {e}");
+    }
+    println!("consumed         {} records ({} latency samples)", r.consumed_records, r.latency_samples);
+    println!(
+        "e2e latency ms   p50 {}  p99 {}  p99.9 {}  max {}",
+        ms(r.latency_p50_ms),
+        ms(r.latency_p99_ms),
+        ms(r.latency_p999_ms),
+        ms(r.latency_max_ms)
+    );
+}
+
+#[derive(Default)]
+struct Stats {
+    sent_records: AtomicU64,
+    sent_bytes: AtomicU64,
+    acked_records: AtomicU64,
+    errors: AtomicU64,
+    consumed_records: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn error(&self, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(message);
+        }
+    }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
+    let topic = TopicName(StrBytes::from_string(args.topic.clone()));
+    let mut admin = Conn::connect(&args.bootstrap).await?;
+    let partitions = prepare_topic(&mut admin, &topic, args.partitions).await?;
+    let start_offsets = latest_offsets(&mut admin, &topic, partitions).await?;
+    drop(admin);
+
+    let stats = Arc::new(Stats::default());
+    let producers_done = Arc::new(AtomicBool::new(false));
+    let consumers = args.consumers.min(partitions);
+    let mut consumer_tasks = Vec::new();
+    for c in 0..consumers {
+        let share: Vec<(i32, i64)> =
+            (0..partitions).filter(|p| p % consumers == c).map(|p| (p as i32, start_offsets[p])).collect();
+        let conn = Conn::connect(&args.bootstrap).await?;
+        let reservoir = Reservoir::new(RESERVOIR_SAMPLES / consumers, 0x9E37_79B9_7F4A_7C15 ^ c as u64);
+        consumer_tasks.push(tokio::spawn(consume(
+            conn,
+            topic.clone(),
+            share,
+            reservoir,
+            stats.clone(),
+            producers_done.clone(),
+        )));
+    }
+
+    let duration = Duration::from_secs(args.duration);
+    let start = Instant::now();
+    let stop_at = start + duration;
+    let mut producer_tasks = Vec::new();
+    for p in 0..args.producers {
+        let conn = Conn::connect(&args.bootstrap).await?;
+        producer_tasks.push(tokio::spawn(produce(
+            p,
+            conn,
+            args.clone(),
+            topic.clone(),
+            partitions,
+            start,
+            stop_at,
+            stats.clone(),
+        )));
+    }
+    for task in producer_tasks {
+        if let Err(e) = task.await? {
+            stats.error(format!("producer: {e:#}"));
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    producers_done.store(true, Ordering::Release);
+
+    let mut samples = Vec::new();
+    for task in consumer_tasks {
+        match task.await? {
+            Ok(reservoir) => samples.extend(reservoir.samples),
+            Err(e) => stats.error(format!("consumer: {e:#}")),
+        }
+    }
+    samples.sort_unstable();
+    let quantile = |q: f64| -> Option<f64> {
+        if samples.is_empty() {
+            return None;
+        }
+        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+        Some(samples[rank - 1] as f64 / 1000.0)
+    };
+
+    let produced_records = stats.sent_records.load(Ordering::Relaxed);
+    let produced_bytes = stats.sent_bytes.load(Ordering::Relaxed);
+    let first_error = stats.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Report {
+        bootstrap: args.bootstrap.clone(),
+        topic: args.topic.clone(),
+        partitions,
+        record_size: args.record_size,
+        acks: acks_name(args.acks),
+        producers: args.producers,
+        consumers,
+        batch_records: args.batch_records,
+        target_rate: args.rate,
+        duration_secs: elapsed,
+        produced_records,
+        produced_bytes,
+        produced_records_per_sec: produced_records as f64 / elapsed,
+        produced_mb_per_sec: produced_bytes as f64 / elapsed / 1e6,
+        acked_records: stats.acked_records.load(Ordering::Relaxed),
+        errors: stats.errors.load(Ordering::Relaxed),
+        first_error,
+        consumed_records: stats.consumed_records.load(Ordering::Relaxed),
+        latency_samples: samples.len(),
+        latency_p50_ms: quantile(0.50),
+        latency_p99_ms: quantile(0.99),
+        latency_p999_ms: quantile(0.999),
+        latency_max_ms: quantile(1.0),
+    })
+}
+
+/// Creates the topic if missing and returns its partition count.
+async fn prepare_topic(conn: &mut Conn, topic: &TopicName, partitions: u32) -> anyhow::Result<usize> {
+    let request = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
+        CreatableTopic::default()
+            .with_name(topic.clone())
+            .with_num_partitions(partitions as i32)
+            .with_replication_factor(-1),
+    ]);
+    let response = conn.call(CREATE_TOPICS_VERSION, &request).await.context("CreateTopics")?;
+    if let Some(t) = response.topics.first()
+        && t.error_code != 0
+        && t.error_code != TOPIC_ALREADY_EXISTS
+    {
+        bail!(
+            "cannot create topic {:?}: error {}{}",
+            topic.0.as_str(),
+            t.error_code,
+            t.error_message.as_ref().map(|m| format!(" ({})", m.as_str())).unwrap_or_default()
+        );
+    }
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic.clone()))]))
+        .with_allow_auto_topic_creation(false);
+    let response = conn.call(METADATA_VERSION, &request).await.context("Metadata")?;
+    let Some(t) = response.topics.first() else { bail!("the broker did not describe topic {:?}", topic.0.as_str()) };
+    if t.error_code != 0 {
+        bail!("cannot describe topic {:?}: error {}", topic.0.as_str(), t.error_code);
+    }
+    if t.partitions.is_empty() {
+        bail!("topic {:?} has no partitions", topic.0.as_str());
+    }
+    Ok(t.partitions.len())
+}
+
+/// The log end offset of each partition, so consumers see only this run's records.
+async fn latest_offsets(conn: &mut Conn, topic: &TopicName, partitions: usize) -> anyhow::Result<Vec<i64>> {
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default().with_name(topic.clone()).with_partitions(
+            (0..partitions as i32)
+                .map(|p| {
+                    ListOffsetsPartition::default()
+                        .with_partition_index(p)
+                        .with_current_leader_epoch(-1)
+                        .with_timestamp(-1)
+                })
+                .collect(),
+        ),
+    ]);
+    let response = conn.call(LIST_OFFSETS_VERSION, &request).await.context("ListOffsets")?;
+    let mut offsets = vec![0i64; partitions];
+    for t in &response.topics {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                bail!("cannot list the offsets of partition {}: error {}", p.partition_index, p.error_code);
+            }
+            if let Some(slot) = offsets.get_mut(p.partition_index as usize) {
+                *slot = p.offset;
+            }
+        }
+    }
+    Ok(offsets)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn produce(
+    id: usize,
+    conn: Conn,
+    args: BenchArgs,
+    topic: TopicName,
+    partitions: usize,
+    start: Instant,
+    stop_at: Instant,
+    stats: Arc<Stats>,
+) -> anyhow::Result<()> {
+    let Conn { stream, mut next_correlation_id } = conn;
+    let (mut reader, mut writer) = stream.into_split();
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let (pending_tx, mut pending_rx) = mpsc::unbounded_channel::<(i32, u64, tokio::sync::OwnedSemaphorePermit)>();
+    let acks = args.acks;
+    let reader_stats = stats.clone();
+    let answers = tokio::spawn(async move {
+        while let Some((correlation_id, records, permit)) = pending_rx.recv().await {
+            let frame = read_frame(&mut reader).await?;
+            let response = decode_response::<ProduceRequest>(frame, PRODUCE_VERSION, correlation_id)?;
+            drop(permit);
+            for t in &response.responses {
+                for p in &t.partition_responses {
+                    if p.error_code == 0 {
+                        reader_stats.acked_records.fetch_add(records, Ordering::Relaxed);
+                    } else {
+                        reader_stats.error(format!(
+                            "produce to partition {}: error {}{}",
+                            p.index,
+                            p.error_code,
+                            p.error_message.as_ref().map(|m| format!(" ({})", m.as_str())).unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    });
+
+    // Each producer paces itself at its share of the total rate by a token schedule: the n-th
+    // record is due at start + n / rate.
+    let per_producer_rate = args.rate as f64 / args.producers as f64;
+    let mut sent: u64 = 0;
+    let mut sequence = id;
+    let mut value = vec![0u8; args.record_size];
+    let mut body = BytesMut::new();
+    let result: anyhow::Result<()> = async {
+        loop {
+            if per_producer_rate > 0.0 {
+                let due = start + Duration::from_secs_f64(sent as f64 / per_producer_rate);
+                if due >= stop_at {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let permit = if acks != 0 { Some(in_flight.clone().acquire_owned().await?) } else { None };
+            if Instant::now() >= stop_at {
+                break;
+            }
+            let partition = (sequence % partitions) as i32;
+            sequence += 1;
+            let mut batch = BatchBuilder::new();
+            let timestamp_ms = (now_micros() / 1000) as i64;
+            for _ in 0..args.batch_records {
+                value[..8].copy_from_slice(&now_micros().to_be_bytes());
+                batch.push(Record::new(None::<Bytes>, Some(Bytes::copy_from_slice(&value))).at(timestamp_ms));
+            }
+            let records = batch.build(Compression::None)?;
+            let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
+                TopicProduceData::default().with_name(topic.clone()).with_partition_data(vec![
+                    PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+                ]),
+            ]);
+            let correlation_id = next_correlation_id;
+            next_correlation_id = next_correlation_id.wrapping_add(1);
+            body.clear();
+            encode_request(&mut body, PRODUCE_VERSION, correlation_id, &request)?;
+            writer.write_all(&body).await.context("sending a Produce request")?;
+            let n = args.batch_records as u64;
+            sent += n;
+            stats.sent_records.fetch_add(n, Ordering::Relaxed);
+            stats.sent_bytes.fetch_add(n * args.record_size as u64, Ordering::Relaxed);
+            if let Some(permit) = permit {
+                pending_tx.send((correlation_id, n, permit)).ok().context("the response reader stopped")?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(pending_tx);
+    let answered = tokio::time::timeout(NETWORK_TIMEOUT, answers).await.context("waiting for Produce answers")?;
+    result?;
+    answered??;
+    writer.shutdown().await.ok();
+    Ok(())
+}
+
+async fn consume(
+    mut conn: Conn,
+    topic: TopicName,
+    mut partitions: Vec<(i32, i64)>,
+    mut reservoir: Reservoir,
+    stats: Arc<Stats>,
+    producers_done: Arc<AtomicBool>,
+) -> anyhow::Result<Reservoir> {
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        let done = producers_done.load(Ordering::Acquire);
+        if done && drain_deadline.is_none() {
+            drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+        }
+        if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_min_bytes(1)
+            .with_max_bytes(64 << 20)
+            .with_isolation_level(0)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default().with_topic(topic.clone()).with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&(p, offset)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(offset)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(4 << 20)
+                        })
+                        .collect(),
+                ),
+            ]);
+        let response = conn.call(FETCH_VERSION, &request).await.context("Fetch")?;
+        let received = now_micros();
+        let mut got = 0u64;
+        for t in &response.responses {
+            for p in &t.partitions {
+                let Some(slot) = partitions.iter_mut().find(|(id, _)| *id == p.partition_index) else { continue };
+                if p.error_code != 0 {
+                    stats.error(format!("fetch from partition {}: error {}", p.partition_index, p.error_code));
+                    continue;
+                }
+                let Some(records) = &p.records else { continue };
+                // A response may end with a partial batch; stop at the first incomplete one.
+                for (header, bytes) in Batches::new(records).map_while(Result::ok) {
+                    if header.last_offset() < slot.1 {
+                        continue;
+                    }
+                    for record in decode_records(bytes, 64 << 20)? {
+                        if record.offset < slot.1 {
+                            continue;
+                        }
+                        got += 1;
+                        if let Some(v) = record.value.as_ref().filter(|v| v.len() >= 8) {
+                            let sent = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                            reservoir.add(received.saturating_sub(sent));
+                        }
+                    }
+                    slot.1 = header.last_offset() + 1;
+                }
+            }
+        }
+        stats.consumed_records.fetch_add(got, Ordering::Relaxed);
+        if done && got == 0 {
+            break;
+        }
+    }
+    Ok(reservoir)
+}
+
+/// A bounded uniform sample of latencies (microseconds): Algorithm R.
+struct Reservoir {
+    samples: Vec<u64>,
+    capacity: usize,
+    seen: u64,
+    rng: u64,
+}
+
+impl Reservoir {
+    fn new(capacity: usize, seed: u64) -> Reservoir {
+        Reservoir { samples: Vec::new(), capacity: capacity.max(1), seen: 0, rng: seed | 1 }
+    }
+
+    fn add(&mut self, value: u64) {
+        self.seen += 1;
+        if self.samples.len() < self.capacity {
+            self.samples.push(value);
+            return;
+        }
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let slot = self.rng % self.seen;
+        if (slot as usize) < self.capacity {
+            self.samples[slot as usize] = value;
+        }
+    }
+}
+
+/// A connection to the broker for one request at a time.
+struct Conn {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl Conn {
+    async fn connect(addr: &str) -> anyhow::Result<Conn> {
+        let stream = match tokio::time::timeout(NETWORK_TIMEOUT, TcpStream::connect(addr)).await {
+            Err(_) => bail!("cannot reach {addr}: no answer within {}s", NETWORK_TIMEOUT.as_secs()),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                bail!("cannot reach {addr}: connection refused (is \"runnel serve\" running?)")
+            }
+            Ok(Err(e)) => bail!("cannot reach {addr}: {e}"),
+            Ok(Ok(stream)) => stream,
+        };
+        stream.set_nodelay(true).ok();
+        Ok(Conn { stream, next_correlation_id: 1 })
+    }
+
+    async fn call<R: Request>(&mut self, version: i16, request: &R) -> anyhow::Result<R::Response> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let mut frame = BytesMut::new();
+        encode_request(&mut frame, version, correlation_id, request)?;
+        self.stream.write_all(&frame).await.context("sending a request")?;
+        let (mut reader, _) = self.stream.split();
+        let frame = tokio::time::timeout(NETWORK_TIMEOUT, read_frame_from(&mut reader))
+            .await
+            .context("no answer from the broker")??;
+        decode_response::<R>(frame, version, correlation_id)
+    }
+}
+
+/// Appends the length-prefixed frame of a request.
+fn encode_request<R: Request>(
+    out: &mut BytesMut,
+    version: i16,
+    correlation_id: i32,
+    request: &R,
+) -> anyhow::Result<()> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let at = out.len();
+    out.put_i32(0);
+    header.encode(out, R::header_version(version)).context("encoding a request header")?;
+    request.encode(out, version).context("encoding a request")?;
+    let size = (out.len() - at - 4) as i32;
+    out[at..at + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
+fn decode_response<R: Request>(mut frame: Bytes, version: i16, correlation_id: i32) -> anyhow::Result<R::Response> {
+    let api_key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key {}", R::KEY))?;
+    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
+        .context("decoding a response header")?;
+    if header.correlation_id != correlation_id {
+        bail!("answer to request {} where {correlation_id} was expected", header.correlation_id);
+    }
+    let response =
+        R::Response::decode(&mut frame, version).with_context(|| format!("decoding a {api_key:?} response"))?;
+    if frame.has_remaining() {
+        bail!("{} unread bytes after a {api_key:?} response", frame.remaining());
+    }
+    Ok(response)
+}
+
+async fn read_frame(reader: &mut OwnedReadHalf) -> anyhow::Result<Bytes> {
+    tokio::time::timeout(NETWORK_TIMEOUT, read_frame_from(reader)).await.context("no answer from the broker")?
+}
+
+async fn read_frame_from<S: tokio::io::AsyncRead + Unpin>(reader: &mut S) -> anyhow::Result<Bytes> {
+    let size = match reader.read_i32().await {
+        Ok(size) => size,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => bail!("the broker closed the connection"),
+        Err(e) => return Err(e).context("reading an answer"),
+    };
+    if size < 0 || size as usize > MAX_FRAME_BYTES {
+        bail!("invalid answer size {size}");
+    }
+    let mut frame = vec![0u8; size as usize];
+    reader.read_exact(&mut frame).await.context("reading an answer")?;
+    Ok(Bytes::from(frame))
+}
