@@ -21,6 +21,7 @@ pub mod error;
 mod partition;
 mod producer;
 pub mod sim;
+pub mod stats;
 pub mod storage;
 
 use std::collections::BTreeMap;

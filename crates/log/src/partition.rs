@@ -542,7 +542,14 @@ impl Partition {
         let active_file = self.files.get(&active, true).map_err(|e| io_append(&active, e))?;
         files.push(active_file);
         for f in &files {
-            if let Err(e) = f.sync() {
+            let started = std::time::Instant::now();
+            let synced = f.sync();
+            if synced.is_ok() {
+                crate::stats::record_fsync(started.elapsed());
+            } else {
+                crate::stats::record_fsync_failure();
+            }
+            if let Err(e) = synced {
                 // A failed fsync may have dropped dirty pages: nothing written since the last
                 // good fsync can be trusted, so the partition stops until a restart recovers it.
                 let reason =
