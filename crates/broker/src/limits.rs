@@ -48,3 +48,9 @@ pub const ADMIN_ITEMS_MAX: usize = 10_000;
 
 /// A response must be taken by the client within this time, or the connection is closed.
 pub const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Bytes of decompressed records held at once across all produce requests that need their
+/// records decoded (those to compacted topics, whose every record must have a key). Each such
+/// request reserves the log's whole per-batch decompression limit before inflating anything,
+/// so at most this much is ever inflated concurrently; others wait their turn.
+pub const DECOMPRESSION_MEMORY_BYTES_MAX: usize = 256 * 1024 * 1024;

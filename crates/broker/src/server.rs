@@ -32,6 +32,8 @@ use crate::{BrokerConfig, BrokerError};
 /// Bytes of a frame buffer allocated before its data arrives; it grows as data does, so a
 /// client announcing a large frame costs only what it actually sends.
 const FRAME_BUFFER_INITIAL_BYTES: usize = 64 * 1024;
+/// Bytes of a request frame read (and reserved from the request memory budget) at a time.
+const FRAME_READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
@@ -227,18 +229,33 @@ async fn connection_loop(cx: &Context, stream: &mut TcpStream, peer: SocketAddr,
             Ok(s) if (HEADER_PREFIX_BYTES..=limit).contains(&s) => s,
             _ => return Close::Error(format!("request frame of {size} bytes is outside 8 to {limit} bytes")),
         };
-        let Ok(_memory) = memory.clone().acquire_many_owned(size as u32).await else {
-            return Close::Shutdown;
-        };
+        // Memory is reserved as the frame's bytes arrive, not as announced, so that clients
+        // announcing large frames and sending them slowly hold only what they actually sent.
+        let mut deadline = deadline;
         let mut frame = Vec::with_capacity(size.min(FRAME_BUFFER_INITIAL_BYTES));
-        match timeout_at(deadline, (&mut *stream).take(size as u64).read_to_end(&mut frame)).await {
-            Ok(Ok(n)) if n == size => {}
-            Ok(Ok(_)) => return Close::Error("connection closed in the middle of a request".to_string()),
-            Ok(Err(e)) => return Close::Error(format!("read failed: {e}")),
-            Err(_) => {
-                return Close::Error(format!(
-                    "request of {size} bytes not received within {PARTIAL_REQUEST_TIMEOUT:?}"
-                ));
+        let mut _memory: Option<OwnedSemaphorePermit> = None;
+        while frame.len() < size {
+            let chunk = (size - frame.len()).min(FRAME_READ_CHUNK_BYTES);
+            // Waiting for memory (back-pressure from other connections) does not count against
+            // this client's deadline.
+            let waited = Instant::now();
+            let Ok(permit) = memory.clone().acquire_many_owned(chunk as u32).await else {
+                return Close::Shutdown;
+            };
+            deadline += waited.elapsed();
+            match &mut _memory {
+                Some(held) => held.merge(permit),
+                None => _memory = Some(permit),
+            }
+            match timeout_at(deadline, (&mut *stream).take(chunk as u64).read_to_end(&mut frame)).await {
+                Ok(Ok(n)) if n == chunk => {}
+                Ok(Ok(_)) => return Close::Error("connection closed in the middle of a request".to_string()),
+                Ok(Err(e)) => return Close::Error(format!("read failed: {e}")),
+                Err(_) => {
+                    return Close::Error(format!(
+                        "request of {size} bytes not received within {PARTIAL_REQUEST_TIMEOUT:?}"
+                    ));
+                }
             }
         }
         let response = match answer(cx, Bytes::from(frame), &client_host).await {

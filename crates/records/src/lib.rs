@@ -12,4 +12,4 @@ mod varint;
 
 pub use batch::{BATCH_HEADER_BYTES, BatchError, BatchHeader, Batches};
 pub use compression::Compression;
-pub use record::{BatchBuilder, Record, RecordHeader, decode_records};
+pub use record::{BatchBuilder, DecodeError, Record, RecordHeader, RecordIter, decode_records};

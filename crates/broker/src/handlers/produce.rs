@@ -10,9 +10,14 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_log::{AppendError, AppendInfo, Partition};
-use runnel_records::BatchError;
+use runnel_records::{BatchError, Batches, RecordIter};
 
 use super::{Context, Internal, blocking, code, str_bytes, topics_by_id};
+use crate::limits::DECOMPRESSION_MEMORY_BYTES_MAX;
+
+/// The budget of [`DECOMPRESSION_MEMORY_BYTES_MAX`], in KiB permits (a semaphore counts in u32).
+static DECOMPRESSION_BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(DECOMPRESSION_MEMORY_BYTES_MAX / 1024);
 
 const ACKS_NONE: i16 = 0;
 const ACKS_LEADER: i16 = 1;
@@ -25,6 +30,9 @@ struct Item {
     topic: usize,
     index: i32,
     partition: Result<Arc<Partition>, ResponseError>,
+    /// The topic keeps the latest record per key (`cleanup.policy` includes compact), so every
+    /// record must have a key: the records are decoded (bounded) and checked before appending.
+    compacted: bool,
     records: Option<Bytes>,
     outcome: Result<AppendInfo, (ResponseError, String)>,
 }
@@ -64,22 +72,36 @@ pub(super) async fn handle(
         };
         let missing =
             if by_id.is_some() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let info = name.as_deref().and_then(|n| cx.log.topic(n));
+        let compacted = info.as_ref().is_some_and(|i| i.config.cleanup_policy.compacts());
+        // Internal topics (`__consumer_offsets`) are written by runnel only, as in Kafka.
+        let internal = info.as_ref().filter(|i| i.internal).map(|i| {
+            (ResponseError::InvalidTopicException, format!("cannot produce to internal topic {}", i.name))
+        });
         for p in data.partition_data {
             let partition = match (&name, u32::try_from(p.index)) {
                 (Some(name), Ok(index)) => cx.log.partition(name, index).ok_or(missing),
                 _ => Err(missing),
             };
-            let outcome = match (&refused, &partition) {
+            let outcome = match (refused.as_ref().or(internal.as_ref()), &partition) {
                 (Some(err), _) => Err(err.clone()),
                 (None, Err(e)) => Err((*e, String::new())),
                 (None, Ok(_)) => Err((ResponseError::UnknownServerError, "not appended".to_string())),
             };
-            items.push(Item { topic: t, index: p.index, partition, records: p.records, outcome });
+            items.push(Item { topic: t, index: p.index, partition, compacted, records: p.records, outcome });
         }
         topics.push(TopicProduceResponse::default().with_name(data.name).with_topic_id(data.topic_id));
     }
     if refused.is_none() {
-        items = blocking(move || append_all(items, acks)).await?;
+        let decompressed_bytes_max = cx.log.config().decompressed_bytes_max;
+        // Reserve the most the records of one batch may inflate to before decoding any.
+        let _budget = if items.iter().any(|i| i.compacted && i.partition.is_ok()) {
+            let kib = (decompressed_bytes_max.min(DECOMPRESSION_MEMORY_BYTES_MAX) / 1024).max(1) as u32;
+            Some(DECOMPRESSION_BUDGET.acquire_many(kib).await.map_err(|_| Internal("decompression budget closed".to_string()))?)
+        } else {
+            None
+        };
+        items = blocking(move || append_all(items, acks, decompressed_bytes_max)).await?;
     }
     if acks == ACKS_NONE {
         return Ok(None);
@@ -102,14 +124,20 @@ pub(super) async fn handle(
 }
 
 /// Appends every partition's batches, then (acks=all) waits until each is fsynced.
-fn append_all(mut items: Vec<Item>, acks: i16) -> Vec<Item> {
+fn append_all(mut items: Vec<Item>, acks: i16, decompressed_bytes_max: usize) -> Vec<Item> {
     let now = runnel_log::now_ms();
     for item in items.iter_mut() {
         let Ok(partition) = &item.partition else { continue };
+        // Every outcome starts as "not appended"; anything else is a refusal already made.
+        if !matches!(&item.outcome, Err((ResponseError::UnknownServerError, _))) {
+            continue;
+        }
         item.outcome = match item.records.as_deref() {
             None | Some([]) => {
                 Err((ResponseError::CorruptMessage, "the produce request carries no record batch".to_string()))
             }
+            Some(records) if item.compacted => check_keyed(records, decompressed_bytes_max)
+                .and_then(|()| partition.append(records, now).map_err(|e| (append_error_code(&e), e.to_string()))),
             Some(records) => partition.append(records, now).map_err(|e| (append_error_code(&e), e.to_string())),
         };
     }
@@ -124,4 +152,26 @@ fn append_all(mut items: Vec<Item>, acks: i16) -> Vec<Item> {
         }
     }
     items
+}
+
+/// Checks that every record of a batch for a compacted topic has a key, decoding one record at a
+/// time from a decompressed section of at most `decompressed_bytes_max` bytes (a compression
+/// bomb is refused, never inflated beyond that).
+fn check_keyed(records: &[u8], decompressed_bytes_max: usize) -> Result<(), (ResponseError, String)> {
+    for batch in Batches::new(records) {
+        let Ok((_, bytes)) = batch else {
+            // Framing and CRC errors are the append's to report, with its error codes.
+            return Ok(());
+        };
+        let invalid = |e: runnel_records::DecodeError| (ResponseError::InvalidRecord, e.to_string());
+        for record in RecordIter::new(bytes, decompressed_bytes_max).map_err(invalid)? {
+            if record.map_err(invalid)?.key.is_none() {
+                return Err((
+                    ResponseError::InvalidRecord,
+                    "a compacted topic cannot accept a record without a key".to_string(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,8 @@ const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_REQUIRED_ACKS: i16 = 21;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const INVALID_RECORD: i16 = 87;
 
 fn batch(values: &[&str], first_timestamp: i64) -> Bytes {
     let mut b = BatchBuilder::new();
@@ -129,6 +131,48 @@ async fn produce_by_topic_id_and_errors_per_partition() {
     let p = produced(&mut client, &produce("t", 0, batch(&["x"], 1), 2)).await;
     assert_eq!(p.error_code, INVALID_REQUIRED_ACKS);
     assert_eq!(broker.log.partition("t", 0).unwrap().high_watermark(), 0, "nothing bad was appended");
+    broker.stop().await;
+}
+
+/// A zstd batch of one keyed record whose value is `value_bytes` zeros: a few KiB on the wire
+/// that inflate to `value_bytes`.
+fn compression_bomb(value_bytes: usize) -> Bytes {
+    let mut b = BatchBuilder::new();
+    b.push(Record::new(Some("k"), Some(vec![0u8; value_bytes])).at(1_000));
+    b.build(Compression::Zstd).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_topics_refuse_produce_and_compacted_topics_refuse_keyless_records_and_bombs() {
+    let mut broker = TestBroker::start().await;
+    let mut client = broker.client().await;
+    broker.log.create_topic("__consumer_offsets", 1, TopicConfig::default()).ok();
+    let p = produced(&mut client, &produce("__consumer_offsets", 0, batch(&["x"], 1), -1)).await;
+    assert_eq!(p.error_code, INVALID_TOPIC_EXCEPTION);
+
+    let mut compact = TopicConfig::default();
+    compact.set("cleanup.policy", "compact").unwrap();
+    broker.log.create_topic("latest", 1, compact).unwrap();
+    let p = produced(&mut client, &produce("latest", 0, batch(&["keyed"], 1), -1)).await;
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+    let p = produced(&mut client, &produce("latest", 0, idempotent_batch(-1, -1, "keyless"), -1)).await;
+    assert_eq!(p.error_code, INVALID_RECORD);
+    assert!(p.error_message.unwrap().contains("without a key"));
+
+    // A bomb: 64 MiB + 1 once inflated, more than the decompression limit. The broker refuses it
+    // without inflating past the limit; a topic that is not compacted stores it verbatim (the
+    // broker never decompresses on that path).
+    let bomb = compression_bomb((64 << 20) + 1);
+    assert!(bomb.len() < 64 << 10, "the bomb is small on the wire: {} bytes", bomb.len());
+    let p = produced(&mut client, &produce("latest", 0, bomb.clone(), -1)).await;
+    assert_eq!(p.error_code, INVALID_RECORD);
+    assert!(p.error_message.unwrap().contains("exceed"), "names the limit");
+    assert_eq!(broker.log.partition("latest", 0).unwrap().high_watermark(), 1, "nothing refused was appended");
+    broker.log.create_topic("plain", 1, TopicConfig::default()).unwrap();
+    let p = produced(&mut client, &produce("plain", 0, bomb.clone(), 1)).await;
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+    let response = client.call(12, &fetch("plain", &[(0, 0)], 0)).await;
+    assert_eq!(response.responses[0].partitions[0].records.as_deref(), Some(&bomb[..]), "served verbatim");
     broker.stop().await;
 }
 

@@ -16,6 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
+mod hostile;
+
 /// Guard against a hung test: no read from the broker waits longer than this.
 const HANG_GUARD: Duration = Duration::from_secs(45);
 
