@@ -75,9 +75,10 @@ pub(super) async fn handle(
         let info = name.as_deref().and_then(|n| cx.log.topic(n));
         let compacted = info.as_ref().is_some_and(|i| i.config.cleanup_policy.compacts());
         // Internal topics (`__consumer_offsets`) are written by runnel only, as in Kafka.
-        let internal = info.as_ref().filter(|i| i.internal).map(|i| {
-            (ResponseError::InvalidTopicException, format!("cannot produce to internal topic {}", i.name))
-        });
+        let internal = info
+            .as_ref()
+            .filter(|i| i.internal)
+            .map(|i| (ResponseError::InvalidTopicException, format!("cannot produce to internal topic {}", i.name)));
         for p in data.partition_data {
             let partition = match (&name, u32::try_from(p.index)) {
                 (Some(name), Ok(index)) => cx.log.partition(name, index).ok_or(missing),
@@ -97,7 +98,12 @@ pub(super) async fn handle(
         // Reserve the most the records of one batch may inflate to before decoding any.
         let _budget = if items.iter().any(|i| i.compacted && i.partition.is_ok()) {
             let kib = (decompressed_bytes_max.min(DECOMPRESSION_MEMORY_BYTES_MAX) / 1024).max(1) as u32;
-            Some(DECOMPRESSION_BUDGET.acquire_many(kib).await.map_err(|_| Internal("decompression budget closed".to_string()))?)
+            Some(
+                DECOMPRESSION_BUDGET
+                    .acquire_many(kib)
+                    .await
+                    .map_err(|_| Internal("decompression budget closed".to_string()))?,
+            )
         } else {
             None
         };
