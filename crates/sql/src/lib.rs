@@ -1,0 +1,11 @@
+//! Streaming SQL in the ksqlDB dialect.
+//!
+//! [`parser`] turns statement text into [`ast`] trees (ksqlDB's grammar on `sqlparser`'s
+//! tokenizer and expression parser); [`types`] holds ksqlDB's types.
+
+pub mod ast;
+pub mod parser;
+pub mod types;
+
+pub use parser::{ParseError, parse_expression, parse_statement_text, parse_statements, parse_type_text};
+pub use types::SqlType;
