@@ -4,8 +4,13 @@
 //! tokenizer and expression parser); [`types`] holds ksqlDB's types.
 
 pub mod ast;
+pub mod expr;
+pub mod format;
+pub mod functions;
 pub mod parser;
 pub mod types;
+pub mod value;
 
 pub use parser::{ParseError, parse_expression, parse_statement_text, parse_statements, parse_type_text};
 pub use types::SqlType;
+pub use value::{Decimal, Value};

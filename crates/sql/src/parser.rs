@@ -84,6 +84,17 @@ impl Dialect for KsqlDialect {
     /// sqlparser's type grammar does not know: the type is parsed here and carried to the
     /// conversion as a custom type name in ksqlDB's canonical spelling.
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<sp::Expr, ParserError>> {
+        if let Some(params) = lambda_params(parser) {
+            return Some(parser.parse_expr().map(|body| {
+                sp::Expr::Lambda(sp::LambdaFunction {
+                    params: sp::OneOrManyWithParens::Many(
+                        params.into_iter().map(|name| sp::LambdaFunctionParameter { name, data_type: None }).collect(),
+                    ),
+                    body: Box::new(body),
+                    syntax: sp::LambdaSyntax::Arrow,
+                })
+            }));
+        }
         if !is_word(&parser.peek_token(), "CAST") || parser.peek_nth_token(1).token != Token::LParen {
             return None;
         }
@@ -122,6 +133,38 @@ fn with_parser_stack<T: Send>(f: impl FnOnce() -> Result<T, ParseError> + Send) 
             .join()
             .unwrap_or_else(|_| Err(ParseError::new("the parser failed on this statement")))
     })
+}
+
+/// `(a, b) =>`: consumes the parameter list of a multi-parameter lambda (ksqlDB's REDUCE,
+/// TRANSFORM over maps) and returns its names; leaves the parser untouched otherwise.
+fn lambda_params(p: &mut Parser) -> Option<Vec<sp::Ident>> {
+    if p.peek_token().token != Token::LParen {
+        return None;
+    }
+    let mut names = Vec::new();
+    let mut i = 1;
+    loop {
+        match p.peek_nth_token(i).token {
+            Token::Word(w) => names.push(sp::Ident {
+                value: w.value,
+                quote_style: w.quote_style,
+                span: sqlparser::tokenizer::Span::empty(),
+            }),
+            _ => return None,
+        }
+        match p.peek_nth_token(i + 1).token {
+            Token::Comma => i += 2,
+            Token::RParen => break,
+            _ => return None,
+        }
+    }
+    if p.peek_nth_token(i + 2).token != Token::RArrow {
+        return None;
+    }
+    for _ in 0..i + 3 {
+        p.next_token();
+    }
+    Some(names)
 }
 
 /// Parses one or more statements separated by `;`.
