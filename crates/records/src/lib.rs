@@ -7,9 +7,11 @@
 
 pub mod batch;
 pub mod compression;
+pub mod partitioner;
 pub mod record;
 mod varint;
 
 pub use batch::{BATCH_HEADER_BYTES, BatchError, BatchHeader, Batches};
 pub use compression::Compression;
+pub use partitioner::{murmur2, partition_for_key};
 pub use record::{BatchBuilder, DecodeError, Record, RecordHeader, RecordIter, decode_records};

@@ -1182,6 +1182,12 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// Parses `text` with a Java date pattern as UTC milliseconds since the epoch (the
+/// `TIMESTAMP_FORMAT` of a source).
+pub(crate) fn parse_with_pattern(text: &str, pattern: &str) -> Result<i64, EvalError> {
+    DatePattern::compile(pattern)?.parse(text, 0)
+}
+
 /// Most letters of a date pattern.
 const DATE_PATTERN_CHARS_MAX: usize = 256;
 

@@ -1,0 +1,1238 @@
+//! The SQL engine: executes statements against the catalog of streams and tables, runs
+//! persistent queries, push queries and table materializations, and keeps its definitions
+//! durably in a command topic, as ksqlDB keeps its command topic, so that a restart replays them
+//! and every persistent query resumes from its committed positions (at least once).
+//!
+//! Internal topics: `_runnel_sql_commands` (every successful DDL statement, in order),
+//! `_runnel_sql_offsets` (compacted: each persistent query's position per source partition)
+//! and `runnel_processing_log` (records that could not be read or evaluated, readable as the
+//! stream `KSQL_PROCESSING_LOG`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::ast::{
+    CreateAsSelect, CreateSource, Emit, ExplainTarget, Expr, Literal, Query, ShowKind, SourceKind, Statement,
+};
+use crate::catalog::{DEFAULT_PARTITIONS, SourceDesc, SourceOptions, SqlError, conform, describe_create, sql_err};
+use crate::eventlog::{EventLog, LogRecord, OutRecord};
+use crate::expr::{Scope, compile};
+use crate::format::Serde;
+use crate::functions::{FUNCTIONS, FunctionInfo};
+use crate::parser::parse_statements;
+use crate::plan::{Plan, Purpose, plan};
+use crate::types::{Field, SqlType, quote_ident};
+use crate::value::Value;
+
+pub const COMMAND_TOPIC: &str = "_runnel_sql_commands";
+pub const OFFSETS_TOPIC: &str = "_runnel_sql_offsets";
+pub const PROCESSING_LOG_TOPIC: &str = "runnel_processing_log";
+pub const PROCESSING_LOG_STREAM: &str = "KSQL_PROCESSING_LOG";
+/// Bytes read from a partition per round of a query.
+const READ_BYTES: usize = 1 << 20;
+/// How long a query thread waits for new records before checking whether it was stopped.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// Rows a push query may have produced that its reader has not taken yet.
+pub const PUSH_QUEUE_ROWS: usize = 10_000;
+/// Most rows a pull query or a bounded PRINT returns.
+pub const PULL_ROWS_MAX: usize = 100_000;
+/// Most persistent queries at once.
+pub const PERSISTENT_QUERIES_MAX: usize = 1_000;
+/// Variable substitution: most bytes a statement may grow to.
+const SUBSTITUTED_BYTES_MAX: usize = 1 << 20;
+
+/// Session state of a client: properties (`SET`) and variables (`DEFINE`).
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    pub properties: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, String>,
+}
+
+impl Session {
+    fn earliest(&self) -> bool {
+        self.properties.get("auto.offset.reset").is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
+    }
+}
+
+/// What a statement did or returned.
+#[derive(Debug)]
+pub enum Outcome {
+    /// DDL and other commands: a status message (and the query started, if any).
+    Status {
+        message: String,
+        query_id: Option<String>,
+    },
+    Sources {
+        kind: SourceKind,
+        sources: Vec<Arc<SourceDesc>>,
+        extended: bool,
+    },
+    Topics(Vec<(String, u32)>),
+    Queries(Vec<QueryInfo>),
+    Properties(BTreeMap<String, String>),
+    Variables(BTreeMap<String, String>),
+    Functions(Vec<&'static FunctionInfo>),
+    Function(&'static FunctionInfo),
+    Source {
+        source: Arc<SourceDesc>,
+        extended: bool,
+        readers: Vec<String>,
+        writers: Vec<String>,
+    },
+    Query(QueryInfo),
+    /// A finished result: pull queries, PRINT with LIMIT.
+    Rows {
+        columns: Vec<Field>,
+        rows: Vec<Vec<Value>>,
+    },
+    /// A running push query or PRINT: rows arrive on the stream.
+    Stream(PushStream),
+}
+
+/// A persistent query as SHOW QUERIES lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryInfo {
+    pub id: String,
+    pub statement: String,
+    pub sink: Option<String>,
+    pub sources: Vec<String>,
+    pub state: String,
+}
+
+/// Rows of a push query as they arrive; dropping it stops the query.
+#[derive(Debug)]
+pub struct PushStream {
+    pub id: String,
+    pub columns: Vec<Field>,
+    pub rows: mpsc::Receiver<Result<Vec<Value>, String>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for PushStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct RunningQuery {
+    info: QueryInfo,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// A table's current rows, kept by its materializer.
+#[derive(Default)]
+pub struct TableState {
+    /// Key bytes -> full row (system, key, value and header columns).
+    pub rows: RwLock<BTreeMap<Vec<u8>, Vec<Value>>>,
+    stop: AtomicBool,
+}
+
+struct State {
+    sources: BTreeMap<String, Arc<SourceDesc>>,
+    queries: BTreeMap<String, RunningQuery>,
+    tables: HashMap<String, (Arc<TableState>, Option<JoinHandle<()>>)>,
+    /// Committed positions read at startup: query id -> partition -> next offset.
+    committed: HashMap<String, HashMap<u32, i64>>,
+}
+
+pub struct Engine {
+    log: Arc<dyn EventLog>,
+    state: Mutex<State>,
+    query_seq: AtomicU64,
+    push_seq: AtomicU64,
+    /// While replaying a stored CREATE ... AS SELECT or INSERT INTO: the id its query had.
+    replay_query_id: Mutex<Option<String>>,
+    /// Serializes statements that change the catalog (and their command-topic records).
+    ddl: Mutex<()>,
+}
+
+fn commit_key(query: &str, partition: u32) -> String {
+    format!("{query}/{partition}")
+}
+
+impl Engine {
+    /// Opens the engine over `log`: creates the internal topics, then replays the command
+    /// topic (definitions, persistent queries from their committed positions).
+    pub fn open(log: Arc<dyn EventLog>) -> Result<Arc<Engine>, SqlError> {
+        let failure = |e: crate::eventlog::LogFailure| sql_err(format!("SQL engine internal topics: {e}"));
+        log.create_topic(COMMAND_TOPIC, 1, false).map_err(failure)?;
+        log.create_topic(OFFSETS_TOPIC, 1, true).map_err(failure)?;
+        log.create_topic(PROCESSING_LOG_TOPIC, 1, false).map_err(failure)?;
+        let engine = Arc::new(Engine {
+            log: log.clone(),
+            state: Mutex::new(State {
+                sources: BTreeMap::new(),
+                queries: BTreeMap::new(),
+                tables: HashMap::new(),
+                committed: HashMap::new(),
+            }),
+            query_seq: AtomicU64::new(0),
+            push_seq: AtomicU64::new(0),
+            replay_query_id: Mutex::new(None),
+            ddl: Mutex::new(()),
+        });
+        // Committed positions.
+        let mut committed: HashMap<String, HashMap<u32, i64>> = HashMap::new();
+        for r in read_all(log.as_ref(), OFFSETS_TOPIC)? {
+            let (Some(k), Some(v)) = (&r.key, &r.value) else { continue };
+            let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) else { continue };
+            if let (Some((query, p)), Ok(offset)) = (k.rsplit_once('/'), v.parse::<i64>())
+                && let Ok(p) = p.parse::<u32>()
+            {
+                committed.entry(query.to_string()).or_default().insert(p, offset);
+            }
+        }
+        engine.lock().committed = committed;
+        // The processing log stream.
+        let processing_log = format!(
+            "CREATE STREAM {PROCESSING_LOG_STREAM} (LOGGER STRING, LEVEL STRING, TIME BIGINT, MESSAGE STRING) \
+             WITH (KAFKA_TOPIC='{PROCESSING_LOG_TOPIC}', VALUE_FORMAT='JSON')"
+        );
+        engine.execute_replayed(&processing_log, &Session::default())?;
+        // Replay the command topic.
+        for r in read_all(log.as_ref(), COMMAND_TOPIC)? {
+            let Some(value) = &r.value else { continue };
+            let Ok(command) = serde_json::from_slice::<serde_json::Value>(value) else { continue };
+            let statement = command["statement"].as_str().unwrap_or_default().to_string();
+            let mut session = Session::default();
+            if let Some(props) = command["properties"].as_object() {
+                for (k, v) in props {
+                    session.properties.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+                }
+            }
+            if let Some(seq) = command["query_seq"].as_u64() {
+                engine.query_seq.fetch_max(seq, Ordering::Relaxed);
+            }
+            *engine.replay_query_id.lock().unwrap_or_else(|e| e.into_inner()) =
+                command["query_id"].as_str().map(str::to_string);
+            if let Err(e) = engine.execute_replayed(&statement, &session) {
+                tracing::warn!(%statement, error = %e, "a stored SQL statement no longer applies; skipped");
+            }
+        }
+        Ok(engine)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// The source named `name`.
+    pub fn source(&self, name: &str) -> Option<Arc<SourceDesc>> {
+        self.lock().sources.get(name).cloned()
+    }
+
+    pub fn queries(&self) -> Vec<QueryInfo> {
+        self.lock()
+            .queries
+            .values()
+            .map(|q| {
+                let mut info = q.info.clone();
+                if let Some(f) = q.failure.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    info.state = format!("ERROR: {f}");
+                }
+                info
+            })
+            .collect()
+    }
+
+    /// Stops every query thread (the log is shut down afterwards by its owner).
+    pub fn shutdown(&self) {
+        let (queries, tables) = {
+            let mut st = self.lock();
+            let queries: Vec<_> = std::mem::take(&mut st.queries).into_values().collect();
+            let tables: Vec<_> = st.tables.drain().map(|(_, t)| t).collect();
+            (queries, tables)
+        };
+        for mut q in queries {
+            q.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = q.thread.take() {
+                let _ = t.join();
+            }
+        }
+        for (table, thread) in tables {
+            table.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Executes every statement of `sql` in order, stopping at the first error.
+    pub fn execute(self: &Arc<Self>, sql: &str, session: &mut Session) -> Result<Vec<Outcome>, SqlError> {
+        let text = substitute(sql, &session.variables)?;
+        let statements = parse_statements(&text).map_err(|e| sql_err(e.message))?;
+        let texts = split_statement_texts(&text, statements.len());
+        let mut out = Vec::with_capacity(statements.len());
+        for (statement, text) in statements.into_iter().zip(texts) {
+            out.push(self.execute_one(statement, &text, session, false)?);
+        }
+        Ok(out)
+    }
+
+    fn execute_replayed(self: &Arc<Self>, sql: &str, session: &Session) -> Result<(), SqlError> {
+        let statements = parse_statements(sql).map_err(|e| sql_err(e.message))?;
+        let mut session = session.clone();
+        for s in statements {
+            self.execute_one(s, sql, &mut session, true)?;
+        }
+        Ok(())
+    }
+
+    fn record_command(&self, statement: &str, session: &Session, replay: bool) -> Result<(), SqlError> {
+        self.record_query_command(statement, session, replay, None)
+    }
+
+    fn record_query_command(
+        &self,
+        statement: &str,
+        session: &Session,
+        replay: bool,
+        query_id: Option<&str>,
+    ) -> Result<(), SqlError> {
+        if replay {
+            return Ok(());
+        }
+        let command = serde_json::json!({
+            "statement": statement,
+            "properties": session.properties,
+            "query_seq": self.query_seq.load(Ordering::Relaxed),
+            "query_id": query_id,
+        });
+        let record = OutRecord {
+            key: None,
+            value: Some(command.to_string().into_bytes().into()),
+            headers: Vec::new(),
+            timestamp: crate::functions::now_ms(),
+        };
+        self.log
+            .append(COMMAND_TOPIC, 0, &[record], true)
+            .map(|_| ())
+            .map_err(|e| sql_err(format!("could not store the statement in {COMMAND_TOPIC}: {e}")))
+    }
+
+    fn execute_one(
+        self: &Arc<Self>,
+        statement: Statement,
+        text: &str,
+        session: &mut Session,
+        replay: bool,
+    ) -> Result<Outcome, SqlError> {
+        match statement {
+            Statement::CreateSource(c) => {
+                let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+                self.create_source(&c, text, session, replay)
+            }
+            Statement::CreateAsSelect(c) => {
+                let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+                self.create_as_select(&c, text, session, replay)
+            }
+            Statement::InsertInto { target, query } => {
+                let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+                self.insert_into(&target, &query, text, session, replay)
+            }
+            Statement::InsertValues { target, columns, values } => {
+                self.insert_values(&target, columns.as_deref(), &values)
+            }
+            Statement::Query(q) => self.select(&q, session),
+            Statement::Show { what, extended } => Ok(match what {
+                ShowKind::Streams | ShowKind::Tables => {
+                    let kind = if what == ShowKind::Streams { SourceKind::Stream } else { SourceKind::Table };
+                    let sources = self.lock().sources.values().filter(|s| s.kind == kind).cloned().collect();
+                    Outcome::Sources { kind, sources, extended }
+                }
+                ShowKind::Topics => {
+                    Outcome::Topics(self.log.topics().into_iter().filter(|(n, _)| !n.starts_with('_')).collect())
+                }
+                ShowKind::Queries => Outcome::Queries(self.queries()),
+                ShowKind::Properties => {
+                    let mut props = default_properties();
+                    props.extend(session.properties.clone());
+                    Outcome::Properties(props)
+                }
+                ShowKind::Functions => Outcome::Functions(FUNCTIONS.iter().collect()),
+                ShowKind::Variables => Outcome::Variables(session.variables.clone()),
+            }),
+            Statement::Describe { name, extended } => {
+                let source =
+                    self.source(&name).ok_or_else(|| sql_err(format!("{} does not exist", quote_ident(&name))))?;
+                let queries = self.queries();
+                let readers = queries.iter().filter(|q| q.sources.contains(&name)).map(|q| q.id.clone()).collect();
+                let writers =
+                    queries.iter().filter(|q| q.sink.as_deref() == Some(&name)).map(|q| q.id.clone()).collect();
+                Ok(Outcome::Source { source, extended, readers, writers })
+            }
+            Statement::DescribeFunction { name } => crate::functions::info(&name)
+                .map(Outcome::Function)
+                .ok_or_else(|| sql_err(format!("function {name} does not exist: SHOW FUNCTIONS lists them"))),
+            Statement::Explain(ExplainTarget::QueryId(id)) => self
+                .queries()
+                .into_iter()
+                .find(|q| q.id == id)
+                .map(Outcome::Query)
+                .ok_or_else(|| sql_err(format!("query {id} does not exist"))),
+            Statement::Explain(ExplainTarget::Statement(s)) => {
+                let Statement::Query(q) = *s else {
+                    return Err(sql_err("EXPLAIN takes a query id or a SELECT"));
+                };
+                let lookup = |n: &str| self.source(n);
+                let p = plan(&q, &lookup, Purpose::Transient)?;
+                Ok(Outcome::Query(QueryInfo {
+                    id: String::new(),
+                    statement: text.to_string(),
+                    sink: None,
+                    sources: vec![p.source.name.clone()],
+                    state: format!(
+                        "columns: {}",
+                        p.fields()
+                            .iter()
+                            .map(|f| format!("{} {}", quote_ident(&f.name), f.ty))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }))
+            }
+            Statement::Drop { kind, if_exists, name, delete_topic } => {
+                let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+                self.drop_source(kind, if_exists, &name, delete_topic, text, session, replay)
+            }
+            Statement::Terminate { query_id } => {
+                let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+                let ids: Vec<String> = match &query_id {
+                    Some(id) => vec![id.clone()],
+                    None => self.lock().queries.keys().cloned().collect(),
+                };
+                for id in &ids {
+                    let q = self.lock().queries.remove(id);
+                    match q {
+                        Some(mut q) => {
+                            q.stop.store(true, Ordering::Relaxed);
+                            if let Some(t) = q.thread.take() {
+                                let _ = t.join();
+                            }
+                        }
+                        None if replay => {}
+                        None => return Err(sql_err(format!("query {id} does not exist"))),
+                    }
+                }
+                self.record_command(text, session, replay)?;
+                Ok(Outcome::Status { message: format!("Query terminated: {}", ids.join(", ")), query_id: None })
+            }
+            Statement::Print { topic, from_beginning, interval, limit } => {
+                self.print(&topic, from_beginning, interval, limit)
+            }
+            Statement::Set { property, value } => {
+                session.properties.insert(property.clone(), value.clone());
+                Ok(Outcome::Status {
+                    message: format!("Successfully changed local property '{property}' to '{value}'."),
+                    query_id: None,
+                })
+            }
+            Statement::Unset { property } => {
+                session.properties.remove(&property);
+                Ok(Outcome::Status {
+                    message: format!("Successfully unset local property '{property}'."),
+                    query_id: None,
+                })
+            }
+            Statement::Define { name, value } => {
+                session.variables.insert(name, value);
+                Ok(Outcome::Status { message: String::new(), query_id: None })
+            }
+            Statement::Undefine { name } => {
+                session.variables.remove(&name);
+                Ok(Outcome::Status { message: String::new(), query_id: None })
+            }
+        }
+    }
+
+    fn create_source(
+        self: &Arc<Self>,
+        c: &CreateSource,
+        text: &str,
+        session: &Session,
+        replay: bool,
+    ) -> Result<Outcome, SqlError> {
+        if let Some(existing) = self.source(&c.name) {
+            if c.if_not_exists || replay {
+                return Ok(Outcome::Status {
+                    message: format!("{} {} already exists", existing.kind, c.name),
+                    query_id: None,
+                });
+            }
+            if !c.or_replace {
+                return Err(sql_err(format!(
+                    "Cannot add {} {}: A {} with the same name already exists",
+                    c.kind.to_string().to_lowercase(),
+                    quote_ident(&c.name),
+                    existing.kind.to_string().to_lowercase()
+                )));
+            }
+            if existing.kind != c.kind {
+                return Err(sql_err(format!("{} is a {}, not a {}", c.name, existing.kind, c.kind)));
+            }
+        }
+        let topic = match c.properties.get("KAFKA_TOPIC") {
+            Some(Literal::String(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let desc = describe_create(c, text, self.log.partitions(&topic))?;
+        if self.log.partitions(&desc.topic).is_none() {
+            self.log
+                .create_topic(&desc.topic, desc.partitions, c.kind == SourceKind::Table)
+                .map_err(|e| sql_err(e.0))?;
+        }
+        self.record_command(text, session, replay)?;
+        let desc = Arc::new(desc);
+        self.register(desc.clone());
+        Ok(Outcome::Status {
+            message: format!("{} created", if c.kind == SourceKind::Stream { "Stream" } else { "Table" }),
+            query_id: None,
+        })
+    }
+
+    /// Adds a source to the catalog; a table starts being materialized.
+    fn register(self: &Arc<Self>, desc: Arc<SourceDesc>) {
+        let table = (desc.kind == SourceKind::Table).then(|| {
+            let state = Arc::new(TableState::default());
+            let thread = spawn_named(format!("sql-table-{}", desc.name), {
+                let (engine, desc, state) = (Arc::downgrade(self), desc.clone(), state.clone());
+                move || {
+                    if let Some(engine) = engine.upgrade() {
+                        let log = engine.log.clone();
+                        drop(engine);
+                        materialize(log.as_ref(), &desc, &state)
+                    }
+                }
+            });
+            (state, thread)
+        });
+        let mut st = self.lock();
+        if let Some((old, _)) = st.tables.remove(&desc.name) {
+            old.stop.store(true, Ordering::Relaxed);
+        }
+        if let Some(t) = table {
+            st.tables.insert(desc.name.clone(), t);
+        }
+        st.sources.insert(desc.name.clone(), desc);
+    }
+
+    fn create_as_select(
+        self: &Arc<Self>,
+        c: &CreateAsSelect,
+        text: &str,
+        session: &Session,
+        replay: bool,
+    ) -> Result<Outcome, SqlError> {
+        if self.source(&c.name).is_some() {
+            if c.if_not_exists
+                || replay && self.lock().queries.values().any(|q| q.info.sink.as_deref() == Some(&c.name))
+            {
+                return Ok(Outcome::Status { message: format!("{} already exists", c.name), query_id: None });
+            }
+            if !c.or_replace && !replay {
+                return Err(sql_err(format!(
+                    "Cannot add {}: a source with the same name already exists",
+                    quote_ident(&c.name)
+                )));
+            }
+        }
+        if c.query.emit == Some(Emit::Final) {
+            return Err(sql_err("EMIT FINAL needs a windowed aggregation"));
+        }
+        let lookup = |n: &str| self.source(n);
+        let p = plan(&c.query, &lookup, Purpose::Persistent)?;
+        if p.source.kind != c.kind {
+            return Err(sql_err(format!(
+                "CREATE {} AS SELECT reads a {}: {} {} from a {} needs GROUP BY (aggregations come with the second part of the SQL engine)",
+                c.kind, p.source.kind, c.kind, c.name, p.source.kind
+            )));
+        }
+        if self.lock().queries.len() >= crate::engine::PERSISTENT_QUERIES_MAX {
+            return Err(sql_err(format!("at most {PERSISTENT_QUERIES_MAX} persistent queries")));
+        }
+        let options = SourceOptions::from_properties(&c.properties, Some(p.source.value_format))?;
+        let topic = options.topic.clone().unwrap_or_else(|| c.name.clone());
+        let partitions =
+            options.partitions.or(self.log.partitions(&topic)).unwrap_or(p.source.partitions.max(DEFAULT_PARTITIONS));
+        let key_format = if c.properties.contains_key("KEY_FORMAT") || c.properties.contains_key("FORMAT") {
+            options.key_format
+        } else {
+            p.source.key_format
+        };
+        let sink = SourceDesc {
+            name: c.name.clone(),
+            kind: c.kind,
+            topic: topic.clone(),
+            partitions,
+            key_format,
+            value_format: options.value_format,
+            key_columns: p.key_fields(),
+            value_columns: p.value_fields(),
+            header_columns: Vec::new(),
+            timestamp: None,
+            wrap_single_value: options.wrap_single_value,
+            value_delimiter: options.value_delimiter,
+            statement: text.to_string(),
+            written_by: None,
+        };
+        sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
+        sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
+        self.log.create_topic(&topic, partitions, c.kind == SourceKind::Table).map_err(|e| sql_err(e.0))?;
+        let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
+        let id = self.next_query_id(prefix, &c.name);
+        self.record_query_command(text, session, replay, Some(&id))?;
+        let mut sink = sink;
+        sink.written_by = Some(id.clone());
+        let sink = Arc::new(sink);
+        self.register(sink.clone());
+        self.start_persistent(id.clone(), text, p, sink, session.earliest());
+        Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+    }
+
+    fn insert_into(
+        self: &Arc<Self>,
+        target: &str,
+        query: &Query,
+        text: &str,
+        session: &Session,
+        replay: bool,
+    ) -> Result<Outcome, SqlError> {
+        let sink = self.source(target).ok_or_else(|| sql_err(format!("{} does not exist", quote_ident(target))))?;
+        if sink.kind != SourceKind::Stream {
+            return Err(sql_err(format!("INSERT INTO writes to streams; {target} is a table")));
+        }
+        let lookup = |n: &str| self.source(n);
+        let p = plan(query, &lookup, Purpose::Persistent)?;
+        let (keys, values) = (p.key_fields(), p.value_fields());
+        if keys != sink.key_columns || values != sink.value_columns {
+            let show = |fs: &[Field]| {
+                fs.iter().map(|f| format!("{} {}", quote_ident(&f.name), f.ty)).collect::<Vec<_>>().join(", ")
+            };
+            return Err(sql_err(format!(
+                "Incompatible schema between results and sink: result key ({}) value ({}), sink key ({}) value ({})",
+                show(&keys),
+                show(&values),
+                show(&sink.key_columns),
+                show(&sink.value_columns)
+            )));
+        }
+        let id = self.next_query_id("INSERTQUERY", target);
+        self.record_query_command(text, session, replay, Some(&id))?;
+        self.start_persistent(id.clone(), text, p, sink, session.earliest());
+        Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+    }
+
+    fn next_query_id(&self, prefix: &str, name: &str) -> String {
+        if let Some(id) = self.replay_query_id.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return id;
+        }
+        let n = self.query_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if prefix == "INSERTQUERY" { format!("INSERTQUERY_{n}") } else { format!("{prefix}_{name}_{n}") }
+    }
+
+    fn start_persistent(self: &Arc<Self>, id: String, text: &str, p: Plan, sink: Arc<SourceDesc>, earliest: bool) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(Mutex::new(None));
+        let committed = self.lock().committed.remove(&id).unwrap_or_default();
+        let info = QueryInfo {
+            id: id.clone(),
+            statement: text.to_string(),
+            sink: Some(sink.name.clone()),
+            sources: vec![p.source.name.clone()],
+            state: "RUNNING".into(),
+        };
+        let thread = spawn_named(format!("sql-{id}"), {
+            let (log, stop, failure, id) = (self.log.clone(), stop.clone(), failure.clone(), id.clone());
+            move || {
+                if let Err(e) = run_persistent(log.as_ref(), &id, &p, &sink, &committed, earliest, &stop) {
+                    tracing::error!(query = %id, error = %e, "persistent query failed");
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                }
+            }
+        });
+        self.lock().queries.insert(id, RunningQuery { info, stop, thread, failure });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn drop_source(
+        &self,
+        kind: SourceKind,
+        if_exists: bool,
+        name: &str,
+        delete_topic: bool,
+        text: &str,
+        session: &Session,
+        replay: bool,
+    ) -> Result<Outcome, SqlError> {
+        let Some(source) = self.source(name) else {
+            if if_exists || replay {
+                return Ok(Outcome::Status { message: format!("{name} does not exist"), query_id: None });
+            }
+            return Err(sql_err(format!("{} {} does not exist", kind, quote_ident(name))));
+        };
+        if source.kind != kind {
+            return Err(sql_err(format!("{name} is a {}, not a {kind}: use DROP {}", source.kind, source.kind)));
+        }
+        let queries = self.queries();
+        let users: Vec<String> = queries
+            .iter()
+            .filter(|q| q.sink.as_deref() == Some(name) || q.sources.iter().any(|s| s == name))
+            .map(|q| q.id.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(sql_err(format!(
+                "Cannot drop {name}. The following queries read from or write into this source: [{}]. You need to terminate them before dropping {name}.",
+                users.join(", ")
+            )));
+        }
+        self.record_command(text, session, replay)?;
+        {
+            let mut st = self.lock();
+            st.sources.remove(name);
+            if let Some((table, _)) = st.tables.remove(name) {
+                table.stop.store(true, Ordering::Relaxed);
+            }
+        }
+        if delete_topic && !replay {
+            self.log.delete_topic(&source.topic).map_err(|e| sql_err(e.0))?;
+        }
+        Ok(Outcome::Status {
+            message: format!("Source `{name}` (topic: {}) was dropped.", source.topic),
+            query_id: None,
+        })
+    }
+
+    fn insert_values(&self, target: &str, columns: Option<&[String]>, values: &[Expr]) -> Result<Outcome, SqlError> {
+        let sink = self.source(target).ok_or_else(|| sql_err(format!("{} does not exist", quote_ident(target))))?;
+        let all: Vec<Field> = sink.key_columns.iter().chain(&sink.value_columns).cloned().collect();
+        let names: Vec<String> = match columns {
+            Some(c) => c.to_vec(),
+            None => all.iter().map(|f| f.name.clone()).collect(),
+        };
+        if names.len() != values.len() {
+            return Err(sql_err(format!("expected {} values, got {}", names.len(), values.len())));
+        }
+        let empty = Scope::default();
+        let mut given: HashMap<String, Value> = HashMap::new();
+        let mut rowtime = None;
+        for (name, e) in names.iter().zip(values) {
+            let c = compile(e, &empty).map_err(|err| sql_err(format!("value for {name}: {err}")))?;
+            let v = c.eval(&[]).map_err(|err| sql_err(format!("value for {name}: {err}")))?;
+            if name == "ROWTIME" {
+                rowtime = v.as_i64();
+                continue;
+            }
+            let Some(field) = all.iter().find(|f| &f.name == name) else {
+                return Err(sql_err(format!("{} has no column {}", quote_ident(target), quote_ident(name))));
+            };
+            let v = conform(vec![(v, c.ty.clone())], std::slice::from_ref(field))?.remove(0);
+            given.insert(name.clone(), v);
+        }
+        let keys: Vec<Value> = sink.key_columns.iter().map(|f| given.remove(&f.name).unwrap_or(Value::Null)).collect();
+        let vals: Vec<Value> =
+            sink.value_columns.iter().map(|f| given.remove(&f.name).unwrap_or(Value::Null)).collect();
+        let (key_serde, value_serde) = (sink.key_serde(), sink.value_serde());
+        let record =
+            sink.encode(&key_serde, &value_serde, &keys, Some(&vals), rowtime.unwrap_or_else(crate::functions::now_ms));
+        let partition = partition_of(record.key.as_deref(), sink.partitions, 0);
+        self.log.append(&sink.topic, partition, &[record], true).map_err(|e| sql_err(e.0))?;
+        Ok(Outcome::Status { message: String::new(), query_id: None })
+    }
+
+    fn select(self: &Arc<Self>, q: &Query, session: &Session) -> Result<Outcome, SqlError> {
+        let lookup = |n: &str| self.source(n);
+        let p = plan(q, &lookup, Purpose::Transient)?;
+        if q.emit.is_none() {
+            return self.pull(&p);
+        }
+        if q.emit == Some(Emit::Final) {
+            return Err(sql_err("EMIT FINAL needs a windowed aggregation"));
+        }
+        let id = format!("transient_{}_{}", p.source.name, self.push_seq.fetch_add(1, Ordering::Relaxed) + 1);
+        let (tx, rx) = mpsc::sync_channel(PUSH_QUEUE_ROWS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let columns = p.fields();
+        let earliest = session.earliest();
+        spawn_named(format!("sql-{id}"), {
+            let (log, stop) = (self.log.clone(), stop.clone());
+            move || {
+                if let Err(e) = run_push(log.as_ref(), &p, earliest, &tx, &stop) {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        Ok(Outcome::Stream(PushStream { id, columns, rows: rx, stop }))
+    }
+
+    /// A pull query over a table's current rows (a key lookup when WHERE fixes the key).
+    fn pull(&self, p: &Plan) -> Result<Outcome, SqlError> {
+        if p.source.kind != SourceKind::Table {
+            return Err(sql_err(format!(
+                "Pull queries on streams are not supported: add EMIT CHANGES for a push query over {}",
+                quote_ident(&p.source.name)
+            )));
+        }
+        let table = self
+            .lock()
+            .tables
+            .get(&p.source.name)
+            .map(|(t, _)| t.clone())
+            .ok_or_else(|| sql_err("table is not materialized"))?;
+        let rows = table.rows.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        let limit = p.limit.map(|l| l as usize).unwrap_or(PULL_ROWS_MAX).min(PULL_ROWS_MAX);
+        for row in rows.values() {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(f) = &p.filter
+                && !f.test(row).map_err(|e| sql_err(e.0))?
+            {
+                continue;
+            }
+            out.push(
+                p.columns.iter().map(|(_, c)| c.eval(row)).collect::<Result<Vec<_>, _>>().map_err(|e| sql_err(e.0))?,
+            );
+        }
+        Ok(Outcome::Rows { columns: p.fields(), rows: out })
+    }
+
+    fn print(
+        &self,
+        topic: &str,
+        from_beginning: bool,
+        interval: Option<u64>,
+        limit: Option<u64>,
+    ) -> Result<Outcome, SqlError> {
+        let partitions = self.log.partitions(topic).ok_or_else(|| sql_err(format!("topic {topic} does not exist")))?;
+        let columns = vec![
+            Field { name: "ROWTIME".into(), ty: SqlType::Bigint },
+            Field { name: "PARTITION".into(), ty: SqlType::Int },
+            Field { name: "OFFSET".into(), ty: SqlType::Bigint },
+            Field { name: "KEY".into(), ty: SqlType::String },
+            Field { name: "VALUE".into(), ty: SqlType::String },
+        ];
+        let (tx, rx) = mpsc::sync_channel(PUSH_QUEUE_ROWS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let every = interval.unwrap_or(1).max(1);
+        let id = format!("print_{topic}");
+        spawn_named(format!("sql-print-{topic}"), {
+            let (log, stop, topic) = (self.log.clone(), stop.clone(), topic.to_string());
+            move || {
+                let mut positions: Vec<i64> = (0..partitions)
+                    .map(|p| match log.offsets(&topic, p) {
+                        Ok((start, end)) => {
+                            if from_beginning {
+                                start
+                            } else {
+                                end
+                            }
+                        }
+                        Err(_) => 0,
+                    })
+                    .collect();
+                let (mut seen, mut sent) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut any = false;
+                    for p in 0..partitions {
+                        let Ok(batch) = log.read(&topic, p, positions[p as usize], READ_BYTES) else { continue };
+                        positions[p as usize] = batch.next_offset;
+                        for r in batch.records {
+                            any = true;
+                            seen += 1;
+                            if (seen - 1) % every != 0 {
+                                continue;
+                            }
+                            let text = |b: &Option<bytes::Bytes>| match b {
+                                None => Value::Null,
+                                Some(b) => Value::string(&String::from_utf8_lossy(b)),
+                            };
+                            let row = vec![
+                                Value::Bigint(r.timestamp),
+                                Value::Int(p as i32),
+                                Value::Bigint(r.offset),
+                                text(&r.key),
+                                text(&r.value),
+                            ];
+                            if tx.send(Ok(row)).is_err() {
+                                return;
+                            }
+                            sent += 1;
+                            if limit.is_some_and(|l| sent >= l) {
+                                return;
+                            }
+                        }
+                    }
+                    if !any {
+                        let waits: Vec<(u32, i64)> = (0..partitions).map(|p| (p, positions[p as usize])).collect();
+                        wait_any(log.as_ref(), &topic, &waits, IDLE_WAIT);
+                    }
+                }
+            }
+        });
+        Ok(Outcome::Stream(PushStream { id, columns, rows: rx, stop }))
+    }
+}
+
+fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<()>> {
+    match std::thread::Builder::new().name(name.clone()).spawn(f) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(thread = %name, error = %e, "cannot start a SQL thread");
+            None
+        }
+    }
+}
+
+/// Waits until any of the partitions has records past its position, or `timeout` passes.
+fn wait_any(log: &dyn EventLog, topic: &str, positions: &[(u32, i64)], timeout: Duration) {
+    match positions {
+        [] => std::thread::sleep(timeout),
+        [(p, offset)] => {
+            log.wait_for(topic, *p, *offset, timeout);
+        }
+        many => {
+            // Wait on each in turn for a slice of the timeout: a record on any partition is
+            // seen within one slice.
+            let slice = timeout / many.len() as u32;
+            for (p, offset) in many {
+                if log.wait_for(topic, *p, *offset, slice.max(Duration::from_millis(1))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Every record of a topic, from the start to its end as of now.
+fn read_all(log: &dyn EventLog, topic: &str) -> Result<Vec<LogRecord>, SqlError> {
+    let mut out = Vec::new();
+    for p in 0..log.partitions(topic).unwrap_or(0) {
+        let (start, end) = log.offsets(topic, p).map_err(|e| sql_err(e.0))?;
+        let mut at = start;
+        while at < end {
+            let batch = log.read(topic, p, at, READ_BYTES).map_err(|e| sql_err(e.0))?;
+            if batch.next_offset <= at {
+                break;
+            }
+            at = batch.next_offset;
+            out.extend(batch.records);
+        }
+    }
+    Ok(out)
+}
+
+/// The output partition of a record: by key hash, or the input partition for keyless records.
+fn partition_of(key: Option<&[u8]>, partitions: u32, input_partition: u32) -> u32 {
+    match key {
+        Some(k) => runnel_records::partition_for_key(k, partitions),
+        None => input_partition % partitions.max(1),
+    }
+}
+
+/// A record that could not be read or evaluated, for the processing log.
+fn processing_error(query: &str, kind: &str, r: &LogRecord, topic: &str, error: &str) -> OutRecord {
+    let message = serde_json::json!({
+        "type": kind,
+        "errorMessage": error,
+        "topic": topic,
+        "partition": r.partition,
+        "offset": r.offset,
+    });
+    let value = serde_json::json!({
+        "LOGGER": query,
+        "LEVEL": "ERROR",
+        "TIME": crate::functions::now_ms(),
+        "MESSAGE": message.to_string(),
+    });
+    OutRecord {
+        key: None,
+        value: Some(value.to_string().into_bytes().into()),
+        headers: Vec::new(),
+        timestamp: crate::functions::now_ms(),
+    }
+}
+
+/// What one input record became.
+enum Step {
+    /// An output row: key values, value values (None = tombstone), timestamp.
+    Out(Vec<Value>, Option<Vec<Value>>, i64),
+    Skip,
+    Error(&'static str, String),
+}
+
+fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> Step {
+    let source = &p.source;
+    let row = match source.decode(key_serde, value_serde, r) {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            // A table deletion: the key (decoded) with no value.
+            return match key_serde.deserialize(r.key.as_deref()) {
+                Ok(k) => Step::Out(p.key.iter().map(|&i| key_value(p, i, &k)).collect(), None, r.timestamp),
+                Err(e) => Step::Error("DESERIALIZATION_ERROR", e.0),
+            };
+        }
+        Err(e) => return Step::Error("DESERIALIZATION_ERROR", e.0),
+    };
+    let passes = match &p.filter {
+        None => true,
+        Some(f) => match f.test(&row) {
+            Ok(b) => b,
+            Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
+        },
+    };
+    let out: Result<Vec<Value>, _> = p.columns.iter().map(|(_, c)| c.eval(&row)).collect();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
+    };
+    let keys: Vec<Value> = p.key.iter().map(|&i| out[i].clone()).collect();
+    if !passes {
+        // A table row that no longer matches is removed downstream.
+        return if source.kind == SourceKind::Table {
+            Step::Out(keys, None, row[0].as_i64().unwrap_or(r.timestamp))
+        } else {
+            Step::Skip
+        };
+    }
+    let values: Vec<Value> = (0..out.len()).filter(|i| !p.key.contains(i)).map(|i| out[i].clone()).collect();
+    Step::Out(keys, Some(values), row[0].as_i64().unwrap_or(r.timestamp))
+}
+
+/// For a deletion: the key column's value from the decoded key (key columns are passed
+/// through by name in table queries).
+fn key_value(p: &Plan, output_index: usize, key: &[Value]) -> Value {
+    let name = &p.columns[output_index].0.name;
+    p.source.key_columns.iter().position(|f| &f.name == name).and_then(|i| key.get(i).cloned()).unwrap_or(Value::Null)
+}
+
+fn run_persistent(
+    log: &dyn EventLog,
+    id: &str,
+    p: &Plan,
+    sink: &SourceDesc,
+    committed: &HashMap<u32, i64>,
+    earliest: bool,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let source = &p.source;
+    let (key_serde, value_serde) = (source.key_serde(), source.value_serde());
+    let (out_key, out_value) = (sink.key_serde(), sink.value_serde());
+    let mut positions: Vec<i64> = Vec::with_capacity(source.partitions as usize);
+    for part in 0..source.partitions {
+        let (start, end) = log.offsets(&source.topic, part).map_err(|e| e.0)?;
+        positions.push(committed.get(&part).copied().unwrap_or(if earliest { start } else { end }));
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let mut outputs: BTreeMap<u32, Vec<OutRecord>> = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut advanced = Vec::new();
+        for part in 0..source.partitions {
+            let batch = log.read(&source.topic, part, positions[part as usize], READ_BYTES).map_err(|e| e.0)?;
+            if batch.next_offset == positions[part as usize] {
+                continue;
+            }
+            for r in &batch.records {
+                match process(p, &key_serde, &value_serde, r) {
+                    Step::Out(keys, values, ts) => {
+                        let record = sink.encode(&out_key, &out_value, &keys, values.as_deref(), ts);
+                        let out = partition_of(record.key.as_deref(), sink.partitions, part);
+                        outputs.entry(out).or_default().push(record);
+                    }
+                    Step::Skip => {}
+                    Step::Error(kind, e) => errors.push(processing_error(id, kind, r, &source.topic, &e)),
+                }
+            }
+            positions[part as usize] = batch.next_offset;
+            advanced.push(part);
+        }
+        if advanced.is_empty() {
+            let waits: Vec<(u32, i64)> = (0..source.partitions).map(|q| (q, positions[q as usize])).collect();
+            wait_any(log, &source.topic, &waits, IDLE_WAIT);
+            continue;
+        }
+        // Outputs first (durably), then the positions: a crash in between repeats records
+        // (at least once), never loses them.
+        for (part, records) in outputs {
+            log.append(&sink.topic, part, &records, true).map_err(|e| e.0)?;
+        }
+        if !errors.is_empty() {
+            let _ = log.append(PROCESSING_LOG_TOPIC, 0, &errors, false);
+        }
+        let commits: Vec<OutRecord> = advanced
+            .iter()
+            .map(|&part| OutRecord {
+                key: Some(commit_key(id, part).into_bytes().into()),
+                value: Some(positions[part as usize].to_string().into_bytes().into()),
+                headers: Vec::new(),
+                timestamp: crate::functions::now_ms(),
+            })
+            .collect();
+        log.append(OFFSETS_TOPIC, 0, &commits, true).map_err(|e| e.0)?;
+    }
+    Ok(())
+}
+
+fn run_push(
+    log: &dyn EventLog,
+    p: &Plan,
+    earliest: bool,
+    tx: &mpsc::SyncSender<Result<Vec<Value>, String>>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let source = &p.source;
+    let (key_serde, value_serde) = (source.key_serde(), source.value_serde());
+    let mut positions = Vec::with_capacity(source.partitions as usize);
+    for part in 0..source.partitions {
+        let (start, end) = log.offsets(&source.topic, part).map_err(|e| e.0)?;
+        positions.push(if earliest { start } else { end });
+    }
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut any = false;
+        for part in 0..source.partitions {
+            let batch = log.read(&source.topic, part, positions[part as usize], READ_BYTES).map_err(|e| e.0)?;
+            positions[part as usize] = batch.next_offset;
+            for r in &batch.records {
+                any = true;
+                let Step::Out(keys, Some(values), _) = process(p, &key_serde, &value_serde, r) else { continue };
+                // Back in projection order.
+                let mut row = vec![Value::Null; p.columns.len()];
+                for (k, &i) in keys.into_iter().zip(&p.key) {
+                    row[i] = k;
+                }
+                let mut rest = values.into_iter();
+                for (i, slot) in row.iter_mut().enumerate() {
+                    if !p.key.contains(&i) {
+                        *slot = rest.next().unwrap_or(Value::Null);
+                    }
+                }
+                if tx.send(Ok(row)).is_err() {
+                    return Ok(());
+                }
+                sent += 1;
+                if p.limit.is_some_and(|l| sent >= l) {
+                    return Ok(());
+                }
+            }
+        }
+        if !any {
+            let waits: Vec<(u32, i64)> = (0..source.partitions).map(|q| (q, positions[q as usize])).collect();
+            wait_any(log, &source.topic, &waits, IDLE_WAIT);
+        }
+    }
+    Ok(())
+}
+
+/// Keeps a source table's rows: upserts by key, deletes on tombstones.
+fn materialize(log: &dyn EventLog, desc: &SourceDesc, state: &TableState) {
+    let (key_serde, value_serde) = (desc.key_serde(), desc.value_serde());
+    let mut positions: Vec<i64> =
+        (0..desc.partitions).map(|p| log.offsets(&desc.topic, p).map(|o| o.0).unwrap_or(0)).collect();
+    while !state.stop.load(Ordering::Relaxed) {
+        let mut any = false;
+        for part in 0..desc.partitions {
+            let Ok(batch) = log.read(&desc.topic, part, positions[part as usize], READ_BYTES) else { continue };
+            positions[part as usize] = batch.next_offset;
+            if batch.records.is_empty() {
+                continue;
+            }
+            any = true;
+            let mut rows = state.rows.write().unwrap_or_else(|e| e.into_inner());
+            for r in &batch.records {
+                let mut key = Vec::new();
+                match key_serde.deserialize(r.key.as_deref()) {
+                    Ok(k) => k.iter().for_each(|v| v.key_bytes(&mut key)),
+                    Err(_) => continue,
+                }
+                match desc.decode(&key_serde, &value_serde, r) {
+                    Ok(Some(row)) => {
+                        rows.insert(key, row);
+                    }
+                    Ok(None) => {
+                        rows.remove(&key);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        if !any {
+            let waits: Vec<(u32, i64)> = (0..desc.partitions).map(|q| (q, positions[q as usize])).collect();
+            wait_any(log, &desc.topic, &waits, IDLE_WAIT);
+        }
+    }
+}
+
+/// The engine properties `SHOW PROPERTIES` lists before session overrides.
+fn default_properties() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("auto.offset.reset".to_string(), "latest".to_string()),
+        ("ksql.service.id".to_string(), "runnel".to_string()),
+        ("ksql.persistence.wrap.single.values".to_string(), "true".to_string()),
+    ])
+}
+
+/// Replaces `${name}` with session variables (ksqlDB's variable substitution).
+pub fn substitute(sql: &str, variables: &BTreeMap<String, String>) -> Result<String, SqlError> {
+    if !sql.contains("${") {
+        return Ok(sql.to_string());
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| sql_err("unclosed ${ in statement"))?;
+        let name = after[..end].trim().to_ascii_lowercase();
+        let value = variables
+            .get(&name)
+            .ok_or_else(|| sql_err(format!("variable {name} is not defined (DEFINE {name} = '...')")))?;
+        out.push_str(value);
+        if out.len() > SUBSTITUTED_BYTES_MAX {
+            return Err(sql_err(format!("statement longer than {SUBSTITUTED_BYTES_MAX} bytes after substitution")));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The text of each of `n` statements (split at top-level semicolons outside quotes), to store
+/// and show; falls back to the whole text.
+fn split_statement_texts(sql: &str, n: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '`' | '"') => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                current.push(c);
+            }
+            (None, ';') => {
+                if !current.trim().is_empty() {
+                    parts.push(format!("{};", current.trim()));
+                }
+                current.clear();
+            }
+            _ => current.push(c),
+        }
+    }
+    if !current.trim().is_empty() {
+        parts.push(format!("{};", current.trim()));
+    }
+    if parts.len() == n { parts } else { vec![sql.trim().to_string(); n] }
+}

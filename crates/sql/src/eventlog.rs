@@ -1,0 +1,237 @@
+//! The event log as the SQL engine sees it: topics of partitions to append records to and read
+//! records from, with offsets by time. [`InProcessLog`] serves it from the embedded
+//! `runnel-log` (no network hop); a Kafka-cluster implementation can attach the engine to any
+//! Kafka-compatible cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use runnel_log::{Log, LogError, ReadError};
+use runnel_records::{BatchBuilder, Batches, Compression, Record, RecordHeader, RecordIter};
+
+/// Most bytes of decompressed records one batch may inflate to when the engine reads it.
+pub const READ_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// Most records appended in one batch.
+pub const APPEND_BATCH_RECORDS_MAX: usize = 10_000;
+
+/// Why the event log could not do what was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct LogFailure(pub String);
+
+/// A record read from a topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<RecordHeader>,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<RecordHeader>,
+    pub timestamp: i64,
+}
+
+/// Records read from one partition, and where to read next.
+#[derive(Debug, Clone, Default)]
+pub struct ReadBatch {
+    pub records: Vec<LogRecord>,
+    pub next_offset: i64,
+    pub end_offset: i64,
+}
+
+pub trait EventLog: Send + Sync {
+    /// Partitions of a topic, or `None` when it does not exist.
+    fn partitions(&self, topic: &str) -> Option<u32>;
+    /// Every topic with its partition count (internal ones included).
+    fn topics(&self) -> Vec<(String, u32)>;
+    /// Creates a topic; an existing topic is fine when it has `partitions`.
+    fn create_topic(&self, topic: &str, partitions: u32, compacted: bool) -> Result<(), LogFailure>;
+    fn delete_topic(&self, topic: &str) -> Result<(), LogFailure>;
+    /// Appends records to a partition and returns the first offset; with `durable` it returns
+    /// once they are fsynced.
+    fn append(&self, topic: &str, partition: u32, records: &[OutRecord], durable: bool) -> Result<i64, LogFailure>;
+    /// Reads records from `offset` (whole batches, at most about `max_bytes`).
+    fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadBatch, LogFailure>;
+    /// (log start offset, end offset) of a partition.
+    fn offsets(&self, topic: &str, partition: u32) -> Result<(i64, i64), LogFailure>;
+    /// The first offset with a timestamp at or after `timestamp` (the end offset if none).
+    fn offset_for_time(&self, topic: &str, partition: u32, timestamp: i64) -> Result<i64, LogFailure>;
+    /// Blocks until the partition's end offset passes `offset`, or `timeout` passes; returns
+    /// whether there is data.
+    fn wait_for(&self, topic: &str, partition: u32, offset: i64, timeout: Duration) -> bool;
+}
+
+/// [`EventLog`] over the embedded log.
+pub struct InProcessLog {
+    log: Arc<Log>,
+}
+
+impl InProcessLog {
+    pub fn new(log: Arc<Log>) -> InProcessLog {
+        InProcessLog { log }
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Result<Arc<runnel_log::Partition>, LogFailure> {
+        self.log
+            .partition(topic, partition)
+            .ok_or_else(|| LogFailure(format!("topic {topic} has no partition {partition}")))
+    }
+}
+
+fn log_failure(e: LogError) -> LogFailure {
+    LogFailure(e.to_string())
+}
+
+fn read_failure(e: ReadError) -> LogFailure {
+    LogFailure(e.to_string())
+}
+
+impl EventLog for InProcessLog {
+    fn partitions(&self, topic: &str) -> Option<u32> {
+        self.log.topic(topic).map(|t| t.partitions)
+    }
+
+    fn topics(&self) -> Vec<(String, u32)> {
+        self.log.topics().into_iter().map(|t| (t.name, t.partitions)).collect()
+    }
+
+    fn create_topic(&self, topic: &str, partitions: u32, compacted: bool) -> Result<(), LogFailure> {
+        if let Some(existing) = self.log.topic(topic) {
+            if existing.partitions != partitions {
+                return Err(LogFailure(format!(
+                    "topic {topic} exists with {} partitions, not {partitions}",
+                    existing.partitions
+                )));
+            }
+            return Ok(());
+        }
+        let mut config = self.log.config().topic_defaults.clone();
+        if compacted {
+            config.set("cleanup.policy", "compact").map_err(|e| LogFailure(e.to_string()))?;
+        }
+        match self.log.create_topic(topic, partitions, config) {
+            Ok(_) => Ok(()),
+            // Created concurrently by someone else: fine if it matches.
+            Err(_) if self.log.topic(topic).is_some_and(|t| t.partitions == partitions) => Ok(()),
+            Err(e) => Err(log_failure(e)),
+        }
+    }
+
+    fn delete_topic(&self, topic: &str) -> Result<(), LogFailure> {
+        self.log.delete_topic(topic).map_err(log_failure)
+    }
+
+    fn append(&self, topic: &str, partition: u32, records: &[OutRecord], durable: bool) -> Result<i64, LogFailure> {
+        let p = self.partition(topic, partition)?;
+        let mut first = None;
+        for chunk in records.chunks(APPEND_BATCH_RECORDS_MAX) {
+            let mut builder = BatchBuilder::new();
+            for r in chunk {
+                let mut record = Record::new(r.key.clone(), r.value.clone()).at(r.timestamp);
+                record.headers = r.headers.clone();
+                builder.push(record);
+            }
+            let batch = builder.build(Compression::None).map_err(|e| LogFailure(e.to_string()))?;
+            let info = p.append(&batch, runnel_log::now_ms()).map_err(|e| LogFailure(e.to_string()))?;
+            first.get_or_insert(info.base_offset);
+            if durable {
+                p.sync_to(info.last_offset + 1).map_err(|e| LogFailure(e.to_string()))?;
+            }
+        }
+        Ok(first.unwrap_or_else(|| p.high_watermark()))
+    }
+
+    fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadBatch, LogFailure> {
+        let p = self.partition(topic, partition)?;
+        let start = p.log_start_offset();
+        // Records deleted by retention are skipped, as a consumer with auto.offset.reset does.
+        let offset = offset.max(start);
+        let read = p.read(offset, max_bytes).map_err(read_failure)?;
+        let mut out = ReadBatch { records: Vec::new(), next_offset: offset, end_offset: read.high_watermark };
+        for batch in Batches::new(&read.records) {
+            let (header, bytes) = batch.map_err(|e| LogFailure(format!("{topic}/{partition}: {e}")))?;
+            out.next_offset = out.next_offset.max(header.last_offset() + 1);
+            if header.is_control() {
+                continue;
+            }
+            for record in RecordIter::new(bytes, READ_DECOMPRESSED_BYTES_MAX).map_err(|e| LogFailure(e.to_string()))? {
+                let r = record.map_err(|e| LogFailure(e.to_string()))?;
+                if r.offset < offset {
+                    continue;
+                }
+                out.records.push(LogRecord {
+                    partition,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn offsets(&self, topic: &str, partition: u32) -> Result<(i64, i64), LogFailure> {
+        let p = self.partition(topic, partition)?;
+        Ok((p.log_start_offset(), p.high_watermark()))
+    }
+
+    fn offset_for_time(&self, topic: &str, partition: u32, timestamp: i64) -> Result<i64, LogFailure> {
+        let p = self.partition(topic, partition)?;
+        Ok(match p.offset_for_timestamp(timestamp).map_err(read_failure)? {
+            Some((offset, _)) => offset,
+            None => p.high_watermark(),
+        })
+    }
+
+    fn wait_for(&self, topic: &str, partition: u32, offset: i64, timeout: Duration) -> bool {
+        let Ok(p) = self.partition(topic, partition) else { return false };
+        let mut rx = p.subscribe();
+        let deadline = std::time::Instant::now() + timeout;
+        while p.high_watermark() <= offset {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || !matches!(block_on_timeout(rx.changed(), left), Some(Ok(()))) {
+                return p.high_watermark() > offset;
+            }
+        }
+        true
+    }
+}
+
+/// Wakes the thread blocked in [`block_on_timeout`].
+struct ThreadWaker(std::thread::Thread);
+
+impl std::task::Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future on the calling thread until it completes or `timeout` passes (tokio's sync
+/// primitives need no runtime), so blocking query threads can wait for appends without polling.
+pub(crate) fn block_on_timeout<F: std::future::Future>(fut: F, timeout: Duration) -> Option<F::Output> {
+    let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
