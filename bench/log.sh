@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Log append/read benchmark beside this machine's sequential write bandwidth with fsync.
 #
-# Measures sequential 1 MiB writes with fdatasync after each in the bench directory with fio
-# (installed with apt-get if missing; dd oflag=dsync bs=1M if that fails), then runs
-# `cargo bench -p runnel-log --bench append` with that figure in RUNNEL_BENCH_DISK_MBPS so the
-# table shows each case's ratio to it. MB = 10^6 bytes.
+# Measures sequential writes with fdatasync after each in the bench directory with fio, in
+# 1 MiB and in 16 KiB blocks (installed with apt-get if missing; dd oflag=dsync if that fails),
+# then runs `cargo bench -p runnel-log --bench append` with those figures in
+# RUNNEL_BENCH_DISK_MBPS and RUNNEL_BENCH_DISK_16K_MBPS so the table shows each case's ratio to
+# both. MB = 10^6 bytes.
 #
 # Environment: RUNNEL_BENCH_BYTES (bytes per case, default 512M), RUNNEL_BENCH_DIR (default
 # target/bench-data; must be a real disk, not tmpfs).
@@ -32,31 +33,50 @@ if ! command -v fio >/dev/null 2>&1; then
         >/dev/null 2>&1 || echo "   (could not install fio; falling back to dd)"
 fi
 
-disk_mbps=""
-if command -v fio >/dev/null 2>&1; then
-    echo "== fio --name=seqwrite --rw=write --bs=1M --size=$bytes --fdatasync=1"
-    json="$(fio --name=seqwrite --rw=write --bs=1M --size="$bytes" --fdatasync=1 --directory="$dir" \
+# fio_mbps <block size>: MB/s of sequential writes of that size, each followed by fdatasync.
+fio_mbps() {
+    local json
+    json="$(fio --name=seqwrite --rw=write --bs="$1" --size="$bytes" --fdatasync=1 --directory="$dir" \
         --output-format=json)"
     rm -f "$dir"/seqwrite.*
-    disk_mbps="$(printf '%s' "$json" | python3 -c '
+    printf '%s' "$json" | python3 -c '
 import json, sys
 job = json.load(sys.stdin)["jobs"][0]["write"]
-print("%.1f" % (job["bw_bytes"] / 1e6))')"
-    echo "   fio: $disk_mbps MB/s"
-else
-    mib=$(( $(numfmt --from=iec "$bytes") >> 20 ))
-    echo "== dd if=/dev/zero bs=1M count=$mib oflag=dsync"
-    out="$(LC_ALL=C dd if=/dev/zero of="$dir/dd-seqwrite" bs=1M count="$mib" oflag=dsync 2>&1 | tail -1)"
+print("%.1f" % (job["bw_bytes"] / 1e6))'
+}
+
+# dd_mbps <block size> <count>: the same with dd oflag=dsync.
+dd_mbps() {
+    local out
+    out="$(LC_ALL=C dd if=/dev/zero of="$dir/dd-seqwrite" bs="$1" count="$2" oflag=dsync 2>&1 | tail -1)"
     rm -f "$dir/dd-seqwrite"
-    echo "   $out"
+    echo "   $out" >&2
     # "N bytes (...) copied, S s, R MB/s": recompute from bytes and seconds.
-    disk_mbps="$(printf '%s' "$out" | python3 -c '
+    printf '%s' "$out" | python3 -c '
 import re, sys
 line = sys.stdin.read()
 b = int(line.split()[0]); s = float(re.search(r"copied, ([0-9.]+) s", line).group(1))
-print(f"{b / s / 1e6:.1f}")')"
-    echo "   dd: $disk_mbps MB/s"
+print(f"{b / s / 1e6:.1f}")'
+}
+
+disk_mbps=""
+disk16_mbps=""
+if command -v fio >/dev/null 2>&1; then
+    echo "== fio --name=seqwrite --rw=write --bs=1M --size=$bytes --fdatasync=1"
+    disk_mbps="$(fio_mbps 1M)"
+    echo "   fio bs=1M: $disk_mbps MB/s"
+    echo "== fio --name=seqwrite --rw=write --bs=16k --size=$bytes --fdatasync=1"
+    disk16_mbps="$(fio_mbps 16k)"
+    echo "   fio bs=16k: $disk16_mbps MB/s"
+else
+    mib=$(( $(numfmt --from=iec "$bytes") >> 20 ))
+    echo "== dd if=/dev/zero bs=1M count=$mib oflag=dsync"
+    disk_mbps="$(dd_mbps 1M "$mib")"
+    echo "   dd bs=1M: $disk_mbps MB/s"
+    echo "== dd if=/dev/zero bs=16k count=$(( mib * 64 )) oflag=dsync"
+    disk16_mbps="$(dd_mbps 16k $(( mib * 64 )))"
+    echo "   dd bs=16k: $disk16_mbps MB/s"
 fi
 
 echo "== cargo bench -p runnel-log --bench append"
-RUNNEL_BENCH_DISK_MBPS="$disk_mbps" cargo bench -p runnel-log --bench append
+RUNNEL_BENCH_DISK_MBPS="$disk_mbps" RUNNEL_BENCH_DISK_16K_MBPS="$disk16_mbps" cargo bench -p runnel-log --bench append

@@ -5,12 +5,16 @@
 //! writer) and with an fsync per batch (each of 1, 4 or 16 writer threads on ONE partition
 //! appends, then `sync_to` its own last offset: group commit shares fsyncs between them), then
 //! a sequential read of a whole partition in 1 MiB budgets. fsyncs are counted exactly by a
-//! [`Storage`] wrapper around [`FsStorage`].
+//! [`Storage`] wrapper around [`FsStorage`]; their mean duration (`ms/fsync`) comes from the
+//! log's own fsync histogram, so a slow case can be told apart as "fsyncs too small" or
+//! "fsyncs too slow".
 //!
 //! Environment: `RUNNEL_BENCH_BYTES` (bytes per case, default 512 MiB; `K`/`M`/`G` suffixes
 //! allowed), `RUNNEL_BENCH_DIR` (default `<target>/bench-data`; must not be tmpfs),
-//! `RUNNEL_BENCH_DISK_MBPS` (the disk bandwidth measured by fio in `bench/log.sh`; without it
-//! the ratio is against this binary's own 1 MiB write + fdatasync loop). MB = 10^6 bytes.
+//! `RUNNEL_BENCH_DISK_MBPS` (the disk bandwidth measured by fio in `bench/log.sh` with 1 MiB
+//! writes; without it the ratio is against this binary's own 1 MiB write + fdatasync loop),
+//! `RUNNEL_BENCH_DISK_16K_MBPS` (the same with 16 KiB writes; when set, a second ratio column).
+//! MB = 10^6 bytes.
 
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
@@ -126,6 +130,8 @@ struct Row {
     records: u64,
     secs: f64,
     fsyncs: Option<u64>,
+    /// Mean time of the partition's data fsyncs (from the log's own fsync histogram).
+    fsync_ms: Option<f64>,
 }
 
 impl Row {
@@ -147,6 +153,7 @@ fn run_append(
 ) -> Row {
     let bench = open_bench(base, batch.len());
     let per_writer = batches.div_ceil(writers);
+    let before = runnel_log::stats::fsync_latency();
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..writers {
@@ -162,6 +169,9 @@ fn run_append(
         }
     });
     let secs = start.elapsed().as_secs_f64();
+    let after = runnel_log::stats::fsync_latency();
+    let timed = after.count - before.count;
+    let fsync_ms = (timed > 0).then(|| 1e3 * (after.sum_seconds - before.sum_seconds) / timed as f64);
     let total = per_writer * writers;
     let fsyncs = bench.syncs.load(Ordering::Relaxed);
     Row {
@@ -170,6 +180,7 @@ fn run_append(
         records: total * records_per_batch as u64,
         secs,
         fsyncs: Some(fsyncs),
+        fsync_ms,
     }
 }
 
@@ -189,7 +200,7 @@ fn read_all(p: &Partition, label: &str) -> Row {
         }
         bytes += r.records.len() as u64;
     }
-    Row { case: label.to_string(), bytes, records, secs: start.elapsed().as_secs_f64(), fsyncs: None }
+    Row { case: label.to_string(), bytes, records, secs: start.elapsed().as_secs_f64(), fsyncs: None, fsync_ms: None }
 }
 
 /// Drops the page cache of the partition's segment files (they are fsynced first).
@@ -269,7 +280,13 @@ fn main() {
             own_disk
         }
     };
+    let fio_disk_16k = std::env::var("RUNNEL_BENCH_DISK_16K_MBPS").ok().and_then(|s| s.trim().parse::<f64>().ok());
+    if let Some(f) = fio_disk_16k {
+        println!("disk, fio seqwrite bs=16k fdatasync=1 (bench/log.sh): {f:.1} MB/s  <- second ratio");
+    }
     println!();
+    let ratio16 = |mbps: f64| fio_disk_16k.map(|d| format!("{:>7.0}%", 100.0 * mbps / d)).unwrap_or_default();
+    let header16 = if fio_disk_16k.is_some() { format!(" {:>8}", "x 16k") } else { String::new() };
 
     let mut rows = Vec::new();
     for (size_label, records_per_batch) in [("16KiB", 16usize), ("1MiB", 1024)] {
@@ -296,36 +313,64 @@ fn main() {
     }
 
     println!();
-    println!("{:<40} {:>10} {:>12} {:>9} {:>10} {:>8}", "case", "MB/s", "records/s", "fsyncs", "B/fsync", "x disk");
+    println!(
+        "{:<40} {:>10} {:>12} {:>9} {:>10} {:>9} {:>8}{header16}",
+        "case", "MB/s", "records/s", "fsyncs", "B/fsync", "ms/fsync", "x disk"
+    );
     for r in &rows {
         let (fsyncs, per) = match r.fsyncs {
             Some(0) => ("0".to_string(), "-".to_string()),
             Some(n) => (n.to_string(), format!("{}", r.bytes / n)),
             None => ("-".to_string(), "-".to_string()),
         };
+        let ms = r.fsync_ms.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".to_string());
         println!(
-            "{:<40} {:>10.1} {:>12.0} {:>9} {:>10} {:>7.0}%",
+            "{:<40} {:>10.1} {:>12.0} {:>9} {:>10} {:>9} {:>7.0}% {}",
             r.case,
             r.mbps(),
             r.records as f64 / r.secs,
             fsyncs,
             per,
-            100.0 * r.mbps() / reference
+            ms,
+            100.0 * r.mbps() / reference,
+            ratio16(r.mbps())
         );
     }
     println!(
-        "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>7.0}%",
+        "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>9} {:>7.0}% {}",
         "disk: 1 MiB write + fdatasync (binary)",
         own_disk,
         "-",
         total.div_ceil(1 << 20),
         1 << 20,
-        100.0 * own_disk / reference
+        "-",
+        100.0 * own_disk / reference,
+        ratio16(own_disk)
     );
     if let Some(f) = fio_disk {
         println!(
-            "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>7.0}%",
-            "disk: fio seqwrite fdatasync=1", f, "-", "-", "-", 100.0
+            "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>9} {:>7.0}% {}",
+            "disk: fio seqwrite bs=1M fdatasync=1",
+            f,
+            "-",
+            "-",
+            1 << 20,
+            "-",
+            100.0,
+            ratio16(f)
+        );
+    }
+    if let Some(f) = fio_disk_16k {
+        println!(
+            "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>9} {:>7.0}% {}",
+            "disk: fio seqwrite bs=16k fdatasync=1",
+            f,
+            "-",
+            "-",
+            16 << 10,
+            "-",
+            100.0 * f / reference,
+            ratio16(f)
         );
     }
 }

@@ -12,12 +12,14 @@
 //! the file and byte position, and is never truncated silently.
 //!
 //! On disk: `<data_dir>/topics/<topic>/topic.json` (id, partition count, config) and
-//! `<data_dir>/topics/<topic>/<partition>/{<base offset:020>.log, recovery-point, log-start-offset}`;
+//! `<data_dir>/topics/<topic>/<partition>/{<base offset:020>.log, recovery-point, log-start-offset}`
+//! and, beside each rolled segment, `<base offset:020>.{index,timeindex,producers}`;
 //! a `clean-shutdown` marker in `<data_dir>` while the store is closed cleanly.
 
 pub mod compaction;
 pub mod config;
 pub mod error;
+mod index;
 mod partition;
 mod producer;
 pub mod sim;
@@ -30,7 +32,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use config::{CleanupPolicy, ConfigError, LogConfig, TimestampType, TopicConfig};
 pub use error::{AppendError, LogError, ReadError};
-pub use partition::{AppendInfo, Partition, ReadResult};
+pub use partition::{AppendInfo, OpenStats, Partition, ReadResult};
 pub use sim::SimStorage;
 pub use storage::{FsStorage, Storage, StorageFile};
 

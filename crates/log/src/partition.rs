@@ -3,10 +3,13 @@
 //!
 //! A segment is a data file `{base_offset:020}.log` of v2 batches stored verbatim, with a sparse
 //! offset index (one entry per `index.interval.bytes`) and a time index (the largest timestamp so
-//! far at each index entry), both rebuilt from the batch headers when the partition opens.
+//! far at each index entry) in memory. Once a rolled segment is durable its indexes and producer
+//! summary are written beside it ([`crate::index`]); opening loads them for segments below the
+//! recovery point instead of reading every batch header, and rebuilds them from the headers
+//! when they are missing, stale or corrupt.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -16,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::config::{TimestampType, TopicConfig};
 use crate::error::{AppendError, LogError, ReadError, is_enospc};
+use crate::index::{self, SegmentIndex, SegmentSummary};
 use crate::producer::{Check, ProducerState};
 use crate::storage::{FileCache, StorageFile, read_all, write_atomically};
 
@@ -43,7 +47,16 @@ pub(crate) struct Segment {
     /// When the segment received its first batch (for `segment.ms`).
     created_ms: Option<i64>,
     pub(crate) path: PathBuf,
+    /// Each producer's last batches in this segment, for its producer summary file (emptied
+    /// once the index files are written).
+    producers: ProducerState,
+    /// Tells this version of the segment from any later one at the same base offset (after
+    /// compaction or truncation), so that index files of an old version are never installed.
+    incarnation: u64,
 }
+
+/// Source of [`Segment::incarnation`].
+static INCARNATIONS: AtomicU64 = AtomicU64::new(0);
 
 impl Segment {
     fn new(dir: &Path, base_offset: i64) -> Segment {
@@ -58,6 +71,38 @@ impl Segment {
             bytes_since_index: 0,
             created_ms: None,
             path: segment_path(dir, base_offset),
+            producers: ProducerState::new(),
+            incarnation: INCARNATIONS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// A closed segment described by index files loaded from disk.
+    fn from_index(dir: &Path, loaded: SegmentIndex) -> Segment {
+        let s = loaded.summary;
+        let mut seg = Segment::new(dir, s.base_offset);
+        seg.next_offset = s.next_offset;
+        seg.size = s.data_bytes;
+        seg.index = loaded.offsets;
+        seg.time_index = loaded.times;
+        seg.max_timestamp = s.max_timestamp;
+        seg.max_timestamp_batch = s.max_timestamp_batch;
+        seg
+    }
+
+    /// What the index files of this (closed) segment hold.
+    fn to_index(&self) -> SegmentIndex {
+        SegmentIndex {
+            summary: SegmentSummary {
+                base_offset: self.base_offset,
+                data_bytes: self.size,
+                next_offset: self.next_offset,
+                max_timestamp: self.max_timestamp,
+                max_timestamp_batch: self.max_timestamp_batch,
+                max_producer_id: self.producers.max_producer_id(),
+            },
+            offsets: self.index.clone(),
+            times: self.time_index.clone(),
+            producers: self.producers.batches(),
         }
     }
 
@@ -77,6 +122,7 @@ impl Segment {
         self.size = position + h.size as u64;
         self.next_offset = h.next_offset();
         self.created_ms.get_or_insert(now_ms);
+        self.producers.record(h);
     }
 
     /// Byte position of an indexed batch at or before `offset`.
@@ -128,6 +174,9 @@ struct State {
     offline: Option<String>,
     /// The recovery point last written to disk.
     checkpointed_recovery_point: i64,
+    /// Base offsets of rolled segments whose index files are still to be written (once their
+    /// data is durable).
+    unindexed: Vec<i64>,
 }
 
 impl State {
@@ -161,6 +210,22 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     /// Compaction has cleaned every closed segment below this offset.
     cleaned_up_to: AtomicI64,
+    /// Serialises writers of index files.
+    index_writer: Mutex<()>,
+    opened: OpenStats,
+}
+
+/// How a partition's segments were described when it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenStats {
+    /// Segments whose indexes were loaded from their index files (their data not read).
+    pub segments_loaded: usize,
+    /// Segments whose batch headers were read (the active one, those past the recovery
+    /// point, and those whose index files were missing, stale or corrupt).
+    pub segments_scanned: usize,
+    /// Segments whose index files were written at open (rebuilt).
+    pub indexes_written: usize,
 }
 
 fn io_append(path: &Path, e: std::io::Error) -> AppendError {
@@ -220,30 +285,78 @@ impl Partition {
         let recovery_point = read_i64(RECOVERY_POINT_FILE).unwrap_or(0);
         let stored_log_start = read_i64(LOG_START_FILE).unwrap_or(0);
         let names = storage.list(&dir).map_err(io)?;
-        for stale in names.iter().filter(|n| n.ends_with(".cleaned") || n.ends_with(".tmp")) {
+        for stale in names.iter().filter(|n| n.ends_with(".cleaned") || n.ends_with(index::TEMP_SUFFIX)) {
             storage.remove_file(&dir.join(stale)).map_err(io)?;
         }
         let mut bases: Vec<i64> =
             names.iter().filter_map(|n| n.strip_suffix(LOG_SUFFIX).and_then(|b| b.parse().ok())).collect();
         bases.sort_unstable();
+        // Index files whose data file is gone (a crash while deleting a segment).
+        let mut removed_orphans = false;
+        for name in &names {
+            let orphan_base = index::SUFFIXES
+                .iter()
+                .find_map(|sfx| name.strip_suffix(sfx))
+                .and_then(|b| b.parse::<i64>().ok())
+                .filter(|b| bases.binary_search(b).is_err());
+            if orphan_base.is_some() {
+                storage.remove_file(&dir.join(name)).map_err(io)?;
+                removed_orphans = true;
+            }
+        }
+        if removed_orphans {
+            storage.sync_dir(&dir).map_err(io)?;
+        }
         let index_interval = config.read().expect("config lock").index_interval_bytes;
         let mut segments: Vec<Segment> = Vec::new();
         let mut producers = ProducerState::new();
         let mut offline = None;
         let mut expected_next: Option<i64> = None;
         let mut truncated = false;
+        let mut stats = OpenStats::default();
+        // Positions in `segments` of the segments whose batch headers were read.
+        let mut scanned = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(&dir, base);
             if truncated {
                 // Everything after a torn tail goes.
                 files.forget(&path);
+                index::remove(storage.as_ref(), &dir, base).map_err(io)?;
                 storage.remove_file(&path).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
                 continue;
             }
             let file = files.get(&path, false).map_err(|e| LogError::Io { path: path.clone(), source: e })?;
             let len = file.len().map_err(|e| LogError::Io { path: path.clone(), source: e })?;
-            let mut seg = Segment::new(&dir, base);
             let next_base = bases.get(i + 1).copied();
+            // A segment wholly below the recovery point was durable when the recovery point was
+            // written, and its index files (written once it was durable) describe it, if they
+            // are there and check out.
+            if let Some(next_base) = next_base.filter(|n| *n <= recovery_point) {
+                let expected = expected_next.unwrap_or(base).max(base);
+                match index::load(storage.as_ref(), &dir, base, len) {
+                    Ok(loaded)
+                        if loaded.summary.next_offset <= next_base
+                            && loaded.offsets.first().is_none_or(|(rel, _)| base + i64::from(*rel) >= expected) =>
+                    {
+                        for b in &loaded.producers {
+                            producers.record_batch(b);
+                        }
+                        producers.note_producer_id(loaded.summary.max_producer_id);
+                        expected_next = Some(loaded.summary.next_offset);
+                        segments.push(Segment::from_index(&dir, loaded));
+                        stats.segments_loaded += 1;
+                        continue;
+                    }
+                    Ok(_) => {
+                        tracing::warn!(topic, partition = index, path = %path.display(), "index files disagree with the segments around them; rebuilding them");
+                    }
+                    Err(detail) => {
+                        tracing::debug!(topic, partition = index, path = %path.display(), %detail, "index files not usable; rebuilding them");
+                    }
+                }
+            }
+            stats.segments_scanned += 1;
+            let mut seg = Segment::new(&dir, base);
             // Validate CRCs where the data may postdate the last fsync we know of.
             let validate = !clean || next_base.is_none_or(|n| n > recovery_point);
             let mut pos = 0u64;
@@ -291,6 +404,7 @@ impl Partition {
             if seg.next_offset < expected_next.unwrap_or(base) {
                 seg.next_offset = expected_next.unwrap_or(base);
             }
+            scanned.push(segments.len());
             segments.push(seg);
             if offline.is_some() {
                 break;
@@ -309,6 +423,7 @@ impl Partition {
         {
             let s = segments.pop().expect("non-empty");
             files.forget(&s.path);
+            index::remove(storage.as_ref(), &dir, s.base_offset).map_err(io)?;
             storage.remove_file(&s.path).map_err(io)?;
         }
         if segments.is_empty() {
@@ -336,6 +451,40 @@ impl Partition {
                 file.sync().map_err(|e| LogError::Io { path: seg.path.clone(), source: e })?;
             }
         }
+        if offline.is_none() {
+            // The active segment will change: index files it had when it was closed (before a
+            // truncation or before the empty segments after it were dropped) are stale.
+            let active = segments.last().expect("one").base_offset;
+            let mut dir_changed = index::remove(storage.as_ref(), &dir, active).map_err(io)?;
+            // Every closed segment is durable now: write the index files of those scanned,
+            // unless files that check out are already there (a segment past the recovery
+            // point that was indexed before the stop).
+            let mut temps = Vec::new();
+            let closed = segments.len() - 1;
+            for &i in scanned.iter().filter(|&&i| i < closed) {
+                let seg = &mut segments[i];
+                let built = seg.to_index();
+                if index::load(storage.as_ref(), &dir, seg.base_offset, seg.size).is_ok_and(|l| l == built) {
+                    continue;
+                }
+                match index::prepare(storage.as_ref(), &dir, &built) {
+                    Ok(()) => temps.push(seg.base_offset),
+                    Err(e) => {
+                        index::discard(storage.as_ref(), &dir, seg.base_offset);
+                        tracing::warn!(topic, partition = index, path = %seg.path.display(), error = %e, "could not write index files; they will be rebuilt at the next open")
+                    }
+                }
+                seg.producers = ProducerState::new();
+            }
+            for &base in &temps {
+                index::install(storage.as_ref(), &dir, base).map_err(io)?;
+                stats.indexes_written += 1;
+                dir_changed = true;
+            }
+            if dir_changed {
+                storage.sync_dir(&dir).map_err(io)?;
+            }
+        }
         let (hw, _) = watch::channel(next);
         Ok(Partition {
             topic: topic.to_string(),
@@ -354,11 +503,14 @@ impl Partition {
                 oldest_unflushed_ms: None,
                 offline,
                 checkpointed_recovery_point: recovery_point.min(next),
+                unindexed: Vec::new(),
             }),
             sync: Mutex::new(SyncState { durable: recovery_point.min(next), syncing: false }),
             synced: Condvar::new(),
             high_watermark: hw,
             cleaned_up_to: AtomicI64::new(-1),
+            index_writer: Mutex::new(()),
+            opened: stats,
         })
     }
 
@@ -485,6 +637,10 @@ impl Partition {
         let old = st.active().path.clone();
         let old_file = self.files.get(&old, false).map_err(|e| io_append(&old, e))?;
         st.unsynced_files.push(old_file);
+        let old_base = st.active().base_offset;
+        if !st.unindexed.contains(&old_base) {
+            st.unindexed.push(old_base);
+        }
         let seg = Segment::new(&self.dir, base_offset);
         self.files.get(&seg.path, true).map_err(|e| io_append(&seg.path, e))?;
         self.files.storage().sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
@@ -508,11 +664,18 @@ impl Partition {
         // Nothing beyond the end can become durable; waiting for it would never end.
         let offset = offset.min(self.lock().next_offset());
         let mut s = self.sync.lock().expect("sync lock");
+        let mut led = false;
         loop {
             if let Some(reason) = self.lock().offline.clone() {
                 return Err(AppendError::Offline(reason));
             }
             if s.durable >= offset {
+                drop(s);
+                // Rolled segments this caller's fsync made durable get their index files,
+                // after the followers were woken.
+                if led && !self.lock().unindexed.is_empty() {
+                    self.persist_indexes();
+                }
                 return Ok(());
             }
             if s.syncing {
@@ -520,6 +683,7 @@ impl Partition {
                 continue;
             }
             s.syncing = true;
+            led = true;
             drop(s);
             let result = self.sync_once();
             s = self.sync.lock().expect("sync lock");
@@ -563,6 +727,72 @@ impl Partition {
         st.unflushed_messages = 0;
         st.oldest_unflushed_ms = None;
         Ok(target)
+    }
+
+    /// Writes the index files of rolled segments whose data is durable. They are an
+    /// optimisation: a failure is logged and the next open rebuilds them.
+    fn persist_indexes(&self) {
+        let _writer = self.index_writer.lock().expect("index writer lock");
+        let durable = self.durable_offset();
+        let jobs: Vec<(SegmentIndex, u64)> = {
+            let mut st = self.lock();
+            if st.offline.is_some() {
+                return;
+            }
+            let closed = st.segments.len() - 1;
+            let mut jobs = Vec::new();
+            for base in std::mem::take(&mut st.unindexed) {
+                match st.segments[..closed].iter().find(|s| s.base_offset == base) {
+                    // Deleted, or active again after a truncation.
+                    None => {}
+                    Some(seg) if seg.next_offset <= durable => jobs.push((seg.to_index(), seg.incarnation)),
+                    Some(_) => st.unindexed.push(base),
+                }
+            }
+            jobs
+        };
+        let storage = self.files.storage().clone();
+        let mut installed = false;
+        for (built, incarnation) in jobs {
+            let base = built.summary.base_offset;
+            if let Err(e) = index::prepare(storage.as_ref(), &self.dir, &built) {
+                index::discard(storage.as_ref(), &self.dir, base);
+                tracing::warn!(topic = %self.topic, partition = self.index, base, error = %e, "could not write index files; they will be rebuilt at the next open");
+                continue;
+            }
+            // Installed under the lock, and only over the same version of the segment: a
+            // compaction or truncation meanwhile made these files stale.
+            let mut st = self.lock();
+            let closed = st.segments.len() - 1;
+            let current =
+                st.segments[..closed].iter_mut().find(|s| s.base_offset == base && s.incarnation == incarnation);
+            let done = match current {
+                Some(seg) => match index::install(storage.as_ref(), &self.dir, base) {
+                    Ok(()) => {
+                        seg.producers = ProducerState::new();
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %self.topic, partition = self.index, base, error = %e, "could not install index files; they will be rebuilt at the next open");
+                        false
+                    }
+                },
+                None => false,
+            };
+            drop(st);
+            if !done {
+                index::discard(storage.as_ref(), &self.dir, base);
+            }
+            installed |= done;
+        }
+        if installed && let Err(e) = storage.sync_dir(&self.dir) {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "could not fsync the directory of new index files");
+        }
+    }
+
+    /// How the segments were described when the partition opened.
+    pub fn open_stats(&self) -> OpenStats {
+        self.opened
     }
 
     /// Every offset below this is known to be on disk.
@@ -814,6 +1044,10 @@ impl Partition {
         while st.segments.len() > 1 && st.segments[0].next_offset <= offset {
             let seg = st.segments.remove(0);
             self.files.forget(&seg.path);
+            // Index files first: a crash in between leaves a data file without them (rebuilt),
+            // never index files without a data file.
+            index::remove(self.files.storage().as_ref(), &self.dir, seg.base_offset)
+                .map_err(|e| io_append(&self.dir, e))?;
             self.files.storage().remove_file(&seg.path).map_err(|e| io_append(&seg.path, e))?;
             removed += 1;
         }
@@ -840,8 +1074,12 @@ impl Partition {
         while st.segments.len() > 1 && st.active().base_offset >= offset {
             let seg = st.segments.pop().expect("more than one");
             self.files.forget(&seg.path);
+            index::remove(storage.as_ref(), &self.dir, seg.base_offset).map_err(|e| io_append(&self.dir, e))?;
             storage.remove_file(&seg.path).map_err(|e| io_append(&seg.path, e))?;
         }
+        // The segment cut is the active one now (it may have been rolled and indexed).
+        let cut = st.active().base_offset;
+        index::remove(storage.as_ref(), &self.dir, cut).map_err(|e| io_append(&self.dir, e))?;
         let interval = self.config.read().expect("config lock").index_interval_bytes;
         let seg = st.segments.last().expect("active").clone();
         let file = self.files.get(&seg.path, false).map_err(|e| io_append(&seg.path, e))?;
@@ -949,6 +1187,7 @@ impl Partition {
             crate::compaction::compact(self, &config, now_ms)?;
         }
         self.checkpoint_recovery_point()?;
+        self.persist_indexes();
         Ok(())
     }
 
@@ -971,7 +1210,9 @@ impl Partition {
             return Ok(());
         }
         self.sync_to(self.high_watermark())?;
-        self.checkpoint_recovery_point()
+        self.checkpoint_recovery_point()?;
+        self.persist_indexes();
+        Ok(())
     }
 
     // --- access for compaction ---
@@ -1035,9 +1276,14 @@ impl Partition {
         seg.next_offset = old.next_offset;
         drop(file);
         self.files.forget(&old.path);
+        // The old version's index files go before the new data is renamed in: no crash leaves
+        // them beside the new data.
+        index::remove(self.files.storage().as_ref(), &self.dir, base_offset).map_err(|e| io_append(&self.dir, e))?;
         self.files.storage().rename(cleaned, &old.path).map_err(|e| io_append(&old.path, e))?;
         self.files.storage().sync_dir(&self.dir).map_err(|e| io_append(&self.dir, e))?;
         st.segments[i] = seg;
+        // The cleaned file was fsynced: its index files can be written now.
+        st.unindexed.push(base_offset);
         Ok(true)
     }
 }

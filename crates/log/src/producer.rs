@@ -2,8 +2,12 @@
 //! batches' sequence ranges, so that a retried batch is recognised as a duplicate and
 //! answered with its original offsets, and a gap in sequences is rejected.
 //!
-//! The state is rebuilt from the batch headers in the log when a partition opens, so it
-//! survives restarts without a separate snapshot file.
+//! The state is rebuilt when a partition opens: from the batch headers of the segments it
+//! scans, and from the producer summary files (`<base offset:020>.producers`, see
+//! [`crate::index`]) of the rolled segments whose index files it loads. A summary holds each
+//! producer's last [`PRODUCER_BATCHES_REMEMBERED`] batches of its segment, and replaying the
+//! summaries in segment order gives the same state as replaying every header (the state
+//! depends only on each producer's last few batches and epoch).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -23,6 +27,18 @@ struct BatchMeta {
     last_seq: i32,
     base_offset: i64,
     last_offset: i64,
+}
+
+/// One idempotent batch as the producer state remembers it (and a producer summary file
+/// stores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProducerBatch {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    pub(crate) first_seq: i32,
+    pub(crate) last_seq: i32,
+    pub(crate) base_offset: i64,
+    pub(crate) last_offset: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -105,34 +121,73 @@ impl ProducerState {
         if !h.has_producer_id() {
             return;
         }
-        self.max_producer_id = self.max_producer_id.max(h.producer_id);
+        self.note_producer_id(h.producer_id);
         if h.base_sequence < 0 {
             return;
         }
-        if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX {
+        self.record_batch(&ProducerBatch {
+            producer_id: h.producer_id,
+            epoch: h.producer_epoch,
+            first_seq: h.base_sequence,
+            last_seq: last_sequence(h),
+            base_offset: h.base_offset,
+            last_offset: h.last_offset(),
+        });
+    }
+
+    /// Raises the largest producer id seen (a producer without sequences leaves only this).
+    pub(crate) fn note_producer_id(&mut self, producer_id: i64) {
+        self.max_producer_id = self.max_producer_id.max(producer_id);
+    }
+
+    /// Records an idempotent batch, from a header or from a producer summary file.
+    pub(crate) fn record_batch(&mut self, b: &ProducerBatch) {
+        self.note_producer_id(b.producer_id);
+        if !self.producers.contains_key(&b.producer_id) && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX {
             let oldest = self.producers.iter().min_by_key(|(_, e)| e.last_offset).map(|(id, _)| *id);
             if let Some(oldest) = oldest {
                 self.producers.remove(&oldest);
             }
         }
-        let entry = self.producers.entry(h.producer_id).or_insert(ProducerEntry {
-            epoch: h.producer_epoch,
+        let entry = self.producers.entry(b.producer_id).or_insert(ProducerEntry {
+            epoch: b.epoch,
             batches: VecDeque::new(),
             last_offset: -1,
         });
-        if h.producer_epoch != entry.epoch {
-            entry.epoch = h.producer_epoch;
+        if b.epoch != entry.epoch {
+            entry.epoch = b.epoch;
             entry.batches.clear();
         }
         if entry.batches.len() == PRODUCER_BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
         entry.batches.push_back(BatchMeta {
-            first_seq: h.base_sequence,
-            last_seq: last_sequence(h),
-            base_offset: h.base_offset,
-            last_offset: h.last_offset(),
+            first_seq: b.first_seq,
+            last_seq: b.last_seq,
+            base_offset: b.base_offset,
+            last_offset: b.last_offset,
         });
-        entry.last_offset = h.last_offset();
+        entry.last_offset = b.last_offset;
+    }
+
+    /// Every remembered batch of every producer, in log order: what a producer summary file
+    /// stores, and what [`ProducerState::record_batch`] replays.
+    pub(crate) fn batches(&self) -> Vec<ProducerBatch> {
+        let mut out: Vec<ProducerBatch> = self
+            .producers
+            .iter()
+            .flat_map(|(id, e)| {
+                e.batches.iter().map(|b| ProducerBatch {
+                    producer_id: *id,
+                    epoch: e.epoch,
+                    first_seq: b.first_seq,
+                    last_seq: b.last_seq,
+                    base_offset: b.base_offset,
+                    last_offset: b.last_offset,
+                })
+            })
+            .collect();
+        out.sort_unstable_by_key(|b| b.base_offset);
+        out
     }
 }

@@ -16,6 +16,8 @@ struct FileData {
     current: Vec<u8>,
     /// What survives a crash.
     durable: Vec<u8>,
+    /// `read_at` calls on this file so far.
+    reads: u64,
 }
 
 #[derive(Default)]
@@ -28,6 +30,28 @@ struct Faults {
     capacity_bytes: Option<u64>,
     writes: u64,
     syncs: u64,
+    /// Changes (writes, fsyncs, truncations, creations, renames, removals) still allowed
+    /// before the disk freezes: every later one fails with EIO and changes nothing.
+    changes_left: Option<u64>,
+    /// Whether the freeze refused a change.
+    refused: bool,
+}
+
+impl Faults {
+    /// Counts one change against a freeze; an error when the disk is frozen.
+    fn change(&mut self) -> io::Result<()> {
+        match &mut self.changes_left {
+            Some(0) => {
+                self.refused = true;
+                Err(eio())
+            }
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -75,6 +99,27 @@ impl SimStorage {
         self.faults.lock().unwrap().capacity_bytes = bytes;
     }
 
+    /// After `changes` more changes to the disk (writes, fsyncs, truncations, file creations,
+    /// renames, removals, directory fsyncs), every change fails with EIO and does nothing, as
+    /// if the process died right there; [`SimStorage::crash`] then shows what a crash at that
+    /// step leaves. `None` lifts the freeze.
+    pub fn freeze_after(&self, changes: Option<u64>) {
+        let mut faults = self.faults.lock().unwrap();
+        faults.changes_left = changes;
+        faults.refused = false;
+    }
+
+    /// Whether a freeze set by [`SimStorage::freeze_after`] has refused a change yet.
+    pub fn frozen(&self) -> bool {
+        self.faults.lock().unwrap().refused
+    }
+
+    /// `read_at` calls on the file now at `path` so far (0 when there is no such file).
+    pub fn reads_of(&self, path: &Path) -> u64 {
+        let state = self.state.lock().unwrap();
+        state.files.get(path).map(|d| d.lock().unwrap().reads).unwrap_or(0)
+    }
+
     /// (writes, fsyncs) performed so far.
     pub fn counts(&self) -> (u64, u64) {
         let f = self.faults.lock().unwrap();
@@ -109,6 +154,7 @@ impl SimStorage {
         let mut faults = self.faults.lock().unwrap();
         faults.write_errors = 0;
         faults.sync_errors = 0;
+        faults.changes_left = None;
     }
 
     /// Flips the bits of the byte at `offset` of `path`, in what a reader sees now and in what
@@ -132,7 +178,8 @@ impl SimStorage {
 
 impl StorageFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let d = self.data.lock().unwrap();
+        let mut d = self.data.lock().unwrap();
+        d.reads += 1;
         let start = (offset as usize).min(d.current.len());
         let n = buf.len().min(d.current.len() - start);
         buf[..n].copy_from_slice(&d.current[start..start + n]);
@@ -143,6 +190,7 @@ impl StorageFile for SimFile {
         {
             let mut faults = self.faults.lock().unwrap();
             faults.writes += 1;
+            faults.change()?;
             if faults.write_errors > 0 {
                 faults.write_errors -= 1;
                 return Err(eio());
@@ -169,6 +217,7 @@ impl StorageFile for SimFile {
         {
             let mut faults = self.faults.lock().unwrap();
             faults.syncs += 1;
+            faults.change()?;
             if faults.sync_errors > 0 {
                 faults.sync_errors -= 1;
                 return Err(eio());
@@ -180,6 +229,7 @@ impl StorageFile for SimFile {
     }
 
     fn truncate(&self, len: u64) -> io::Result<()> {
+        self.faults.lock().unwrap().change()?;
         self.data.lock().unwrap().current.resize(len as usize, 0);
         Ok(())
     }
@@ -195,6 +245,11 @@ fn not_found(path: &Path) -> io::Error {
 
 impl Storage for SimStorage {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        // The fault lock is never taken while the state lock is held (writes take them in the
+        // other order).
+        if create && !self.state.lock().unwrap().files.contains_key(path) {
+            self.faults.lock().unwrap().change()?;
+        }
         let mut state = self.state.lock().unwrap();
         let data = match state.files.get(path) {
             Some(d) => d.clone(),
@@ -228,6 +283,7 @@ impl Storage for SimStorage {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.faults.lock().unwrap().change()?;
         let mut state = self.state.lock().unwrap();
         let moved: Vec<PathBuf> = state.files.keys().filter(|p| p.starts_with(from)).cloned().collect();
         if moved.is_empty() {
@@ -243,10 +299,12 @@ impl Storage for SimStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.faults.lock().unwrap().change()?;
         self.state.lock().unwrap().files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.faults.lock().unwrap().change()?;
         self.state.lock().unwrap().files.retain(|p, _| !p.starts_with(path));
         Ok(())
     }
@@ -255,6 +313,7 @@ impl Storage for SimStorage {
         {
             let mut faults = self.faults.lock().unwrap();
             faults.syncs += 1;
+            faults.change()?;
             if faults.sync_errors > 0 {
                 faults.sync_errors -= 1;
                 return Err(eio());

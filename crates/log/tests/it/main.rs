@@ -1,6 +1,6 @@
 //! Integration tests of runnel-log, in one test binary: basic reads and appends, durability
-//! under injected faults, a model-based property test, retention, compaction and the bounded
-//! file-handle cache.
+//! under injected faults, a model-based property test, retention, compaction, the bounded
+//! file-handle cache and persisted segment indexes.
 
 mod basics;
 mod common;
@@ -8,5 +8,6 @@ mod compaction;
 mod crash;
 mod durability;
 mod handles;
+mod indexes;
 mod model;
 mod retention;

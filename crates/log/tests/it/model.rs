@@ -1,7 +1,9 @@
 //! Model-based property test: random sequences of appends (random sizes, codecs, idempotent
 //! producers), reads, rolls, syncs, maintenance (retention and compaction), DeleteRecords,
-//! truncation, clean restarts, crashes (with torn writes) and injected faults, each checked
-//! against a simple in-memory model of the partition.
+//! truncation, clean restarts, crashes (with torn writes), damaged index files and injected
+//! faults, each checked against a simple in-memory model of the partition. Reads and
+//! offset_for_timestamp after a restart use loaded index files, or rebuilt ones where an
+//! earlier op damaged them, and must give the model's answers either way.
 //!
 //! Every synced record must survive any crash byte for byte; nothing may appear that was not
 //! appended; offsets never go back below what was acknowledged. A failing case prints its
@@ -14,7 +16,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use runnel_log::{AppendError, CleanupPolicy, Log, Partition, ReadError, SimStorage, TimestampType, TopicConfig};
+use runnel_log::{
+    AppendError, CleanupPolicy, Log, Partition, ReadError, SimStorage, Storage, TimestampType, TopicConfig,
+};
 use runnel_records::{BatchBuilder, Compression, Record, RecordHeader};
 
 use crate::common::*;
@@ -28,21 +32,48 @@ type RecSpec = (Option<u8>, Option<usize>, i64, usize);
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: Vec<RecSpec>, codec: u8, idempotent: bool, split: bool },
+    Append {
+        records: Vec<RecSpec>,
+        codec: u8,
+        idempotent: bool,
+        split: bool,
+    },
     RetryLastIdempotent,
     SequenceGap,
-    Read { pick: u32, budget: usize },
-    OffsetForTimestamp { pick: i64 },
+    Read {
+        pick: u32,
+        budget: usize,
+    },
+    OffsetForTimestamp {
+        pick: i64,
+    },
     Roll,
-    Sync { whole: bool, pick: u32 },
-    Maintenance { advance_ms: i64 },
-    DeleteRecords { pick: u32 },
-    Truncate { pick: u32 },
+    Sync {
+        whole: bool,
+        pick: u32,
+    },
+    Maintenance {
+        advance_ms: i64,
+    },
+    DeleteRecords {
+        pick: u32,
+    },
+    Truncate {
+        pick: u32,
+    },
     Reopen,
-    Crash { tear: bool, seed: u64 },
+    Crash {
+        tear: bool,
+        seed: u64,
+    },
     FailWrite,
     FailSync,
     DiskFull,
+    /// Damages one of the partition's index files (flips a byte, truncates or removes it).
+    DamageIndex {
+        pick: u32,
+        at: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +134,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => Just(Op::FailWrite),
         1 => Just(Op::FailSync),
         1 => Just(Op::DiskFull),
+        1 => (any::<u32>(), any::<u32>()).prop_map(|(pick, at)| Op::DamageIndex { pick, at }),
     ]
 }
 
@@ -472,6 +504,29 @@ impl World {
                 let more = batch(&self.build(&[(None, Some(1), 0, 0)]));
                 let again = self.p().append(&more, self.now);
                 self.expect_offline_append(again)?;
+            }
+            Op::DamageIndex { pick, at } => {
+                let dir = segment_path(TOPIC, 0, 0).parent().expect("a directory").to_path_buf();
+                let names: Vec<String> = self
+                    .storage
+                    .list(&dir)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .into_iter()
+                    .filter(|n| n.ends_with(".index") || n.ends_with(".timeindex") || n.ends_with(".producers"))
+                    .collect();
+                if names.is_empty() {
+                    return Ok(());
+                }
+                let path = dir.join(&names[*pick as usize % names.len()]);
+                let len = self.storage.open(&path, false).and_then(|f| f.len()).unwrap_or(0);
+                match at % 3 {
+                    0 if len > 0 => self.storage.corrupt(&path, u64::from(*at / 3) % len),
+                    1 => {
+                        let f = self.storage.open(&path, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        f.truncate(u64::from(*at / 3) % (len + 1)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    }
+                    _ => self.storage.remove_file(&path).map_err(|e| TestCaseError::fail(e.to_string()))?,
+                }
             }
             Op::DiskFull => {
                 if self.offline {
