@@ -895,22 +895,7 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> Option<JoinHa
 
 /// Waits until any of the partitions has records past its position, or `timeout` passes.
 fn wait_any(log: &dyn EventLog, topic: &str, positions: &[(u32, i64)], timeout: Duration) {
-    match positions {
-        [] => std::thread::sleep(timeout),
-        [(p, offset)] => {
-            log.wait_for(topic, *p, *offset, timeout);
-        }
-        many => {
-            // Wait on each in turn for a slice of the timeout: a record on any partition is
-            // seen within one slice.
-            let slice = timeout / many.len() as u32;
-            for (p, offset) in many {
-                if log.wait_for(topic, *p, *offset, slice.max(Duration::from_millis(1))) {
-                    return;
-                }
-            }
-        }
-    }
+    log.wait_any(topic, positions, timeout);
 }
 
 /// Every record of a topic, from the start to its end as of now.

@@ -3,6 +3,7 @@
 //! `runnel-log` (no network hop); a Kafka-cluster implementation can attach the engine to any
 //! Kafka-compatible cluster.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,17 @@ pub trait EventLog: Send + Sync {
     /// Blocks until the partition's end offset passes `offset`, or `timeout` passes; returns
     /// whether there is data.
     fn wait_for(&self, topic: &str, partition: u32, offset: i64, timeout: Duration) -> bool;
+
+    /// Blocks until any of the partitions' end offsets passes its position, or `timeout`
+    /// passes. The default waits on each in turn for a slice of the timeout.
+    fn wait_any(&self, topic: &str, positions: &[(u32, i64)], timeout: Duration) -> bool {
+        if positions.is_empty() {
+            std::thread::sleep(timeout);
+            return false;
+        }
+        let slice = (timeout / positions.len() as u32).max(Duration::from_millis(1));
+        positions.iter().any(|(p, offset)| self.wait_for(topic, *p, *offset, slice))
+    }
 }
 
 /// [`EventLog`] over the embedded log.
@@ -194,6 +206,10 @@ impl EventLog for InProcessLog {
         })
     }
 
+    fn wait_any(&self, topic: &str, positions: &[(u32, i64)], timeout: Duration) -> bool {
+        self.wait_many(topic, positions, timeout)
+    }
+
     fn wait_for(&self, topic: &str, partition: u32, offset: i64, timeout: Duration) -> bool {
         let Ok(p) = self.partition(topic, partition) else { return false };
         let mut rx = p.subscribe();
@@ -202,6 +218,50 @@ impl EventLog for InProcessLog {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() || !matches!(block_on_timeout(rx.changed(), left), Some(Ok(()))) {
                 return p.high_watermark() > offset;
+            }
+        }
+        true
+    }
+}
+
+impl InProcessLog {
+    /// Waits on every partition's append notification at once.
+    fn wait_many(&self, topic: &str, positions: &[(u32, i64)], timeout: Duration) -> bool {
+        let partitions: Vec<_> =
+            positions.iter().filter_map(|(p, o)| Some((self.log.partition(topic, *p)?, *o))).collect();
+        let ready = || partitions.iter().any(|(p, o)| p.high_watermark() > *o);
+        let mut receivers: Vec<_> = partitions.iter().map(|(p, _)| p.subscribe()).collect();
+        let deadline = std::time::Instant::now() + timeout;
+        while !ready() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Resolves when any receiver sees a change (or all senders are gone). The futures
+            // live across polls, so their wakers stay registered.
+            type Change<'a> = std::pin::Pin<Box<dyn Future<Output = bool> + 'a>>;
+            let mut changes: Vec<Option<Change<'_>>> = receivers
+                .iter_mut()
+                .map(|rx| Some(Box::pin(async move { rx.changed().await.is_ok() }) as Change<'_>))
+                .collect();
+            let any_changed = std::future::poll_fn(|cx| {
+                for slot in changes.iter_mut() {
+                    let Some(change) = slot else { continue };
+                    match change.as_mut().poll(cx) {
+                        std::task::Poll::Ready(true) => return std::task::Poll::Ready(true),
+                        // That partition's sender is gone: never poll the finished future again.
+                        std::task::Poll::Ready(false) => *slot = None,
+                        std::task::Poll::Pending => {}
+                    }
+                }
+                if changes.iter().all(Option::is_none) {
+                    std::task::Poll::Ready(false)
+                } else {
+                    std::task::Poll::Pending
+                }
+            });
+            if block_on_timeout(any_changed, left) != Some(true) {
+                return ready();
             }
         }
         true
