@@ -12,6 +12,7 @@ pub mod format;
 pub mod functions;
 pub mod parser;
 pub mod plan;
+pub mod rest;
 pub mod types;
 pub mod value;
 
