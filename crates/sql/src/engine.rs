@@ -92,6 +92,10 @@ pub enum Outcome {
     Stream(PushStream),
 }
 
+/// What [`Engine::execute_each`] did: each statement's text and outcome, then the text and
+/// error of the statement that failed, if one did.
+pub type Executed = (Vec<(String, Outcome)>, Option<(String, SqlError)>);
+
 /// A persistent query as SHOW QUERIES lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryInfo {
@@ -109,6 +113,13 @@ pub struct PushStream {
     pub columns: Vec<Field>,
     pub rows: mpsc::Receiver<Result<Vec<Value>, String>>,
     stop: Arc<AtomicBool>,
+}
+
+impl PushStream {
+    /// A handle that stops the query from elsewhere (ksqlDB's `/close-query`).
+    pub fn stopper(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
 }
 
 impl Drop for PushStream {
@@ -276,6 +287,62 @@ impl Engine {
             out.push(self.execute_one(statement, &text, session, false)?);
         }
         Ok(out)
+    }
+
+    /// Executes the statements of `sql` one by one, returning each one's text and outcome,
+    /// and the text and error of the first that fails (the later ones are not run), as
+    /// ksqlDB's `/ksql` endpoint reports them.
+    pub fn execute_each(self: &Arc<Self>, sql: &str, session: &mut Session) -> Executed {
+        let text = match substitute(sql, &session.variables) {
+            Ok(t) => t,
+            Err(e) => return (Vec::new(), Some((sql.to_string(), e))),
+        };
+        let statements = match parse_statements(&text) {
+            Ok(s) => s,
+            Err(e) => return (Vec::new(), Some((text, sql_err(e.message)))),
+        };
+        let texts = split_statement_texts(&text, statements.len());
+        let mut done = Vec::with_capacity(statements.len());
+        for (statement, text) in statements.into_iter().zip(texts) {
+            match self.execute_one(statement, &text, session, false) {
+                Ok(outcome) => done.push((text, outcome)),
+                Err(e) => return (done, Some((text, e))),
+            }
+        }
+        (done, None)
+    }
+
+    /// Inserts one row given as a JSON object of column values (ksqlDB's `/inserts-stream`).
+    pub fn insert_json(&self, target: &str, row: &serde_json::Map<String, serde_json::Value>) -> Result<(), SqlError> {
+        let sink = self.source(target).ok_or_else(|| sql_err(format!("{} does not exist", quote_ident(target))))?;
+        let lookup = |name: &str| {
+            row.get(name).or_else(|| row.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        };
+        for name in row.keys() {
+            let known = sink.key_columns.iter().chain(&sink.value_columns).any(|f| f.name.eq_ignore_ascii_case(name))
+                || name.eq_ignore_ascii_case("ROWTIME");
+            if !known {
+                return Err(sql_err(format!("{} has no column {name}", quote_ident(target))));
+            }
+        }
+        let read = |fields: &[Field]| -> Result<Vec<Value>, SqlError> {
+            fields
+                .iter()
+                .map(|f| match lookup(&f.name) {
+                    None => Ok(Value::Null),
+                    Some(j) => {
+                        crate::format::from_json(j, &f.ty).map_err(|e| sql_err(format!("column {}: {e}", f.name)))
+                    }
+                })
+                .collect()
+        };
+        let keys = read(&sink.key_columns)?;
+        let values = read(&sink.value_columns)?;
+        let timestamp = lookup("ROWTIME").and_then(|v| v.as_i64()).unwrap_or_else(crate::functions::now_ms);
+        let (key_serde, value_serde) = (sink.key_serde(), sink.value_serde());
+        let record = sink.encode(&key_serde, &value_serde, &keys, Some(&values), timestamp);
+        let partition = partition_of(record.key.as_deref(), sink.partitions, 0);
+        self.log.append(&sink.topic, partition, &[record], true).map(|_| ()).map_err(|e| sql_err(e.0))
     }
 
     fn execute_replayed(self: &Arc<Self>, sql: &str, session: &Session) -> Result<(), SqlError> {
