@@ -5,11 +5,14 @@
 //! the `kafka-protocol` crate; record batches pass through verbatim: a produce request's
 //! `records` bytes go to [`runnel_log::Partition::append`] as they are, and a fetch response
 //! carries the bytes [`runnel_log::Partition::read`] returned. Consumer group APIs are
-//! delegated to [`group::GroupCoordinator`].
+//! delegated to [`group::GroupCoordinator`]. Request-path counters (bytes and records per
+//! topic, latency per API, connections) live in [`metrics`], which also writes the Prometheus
+//! text the HTTP server (`runnel-http`) serves.
 
 pub mod group;
 mod handlers;
 pub mod limits;
+pub mod metrics;
 mod server;
 mod state;
 mod wire;

@@ -100,7 +100,8 @@ impl Broker {
             cluster_id,
             groups,
             producer_ids: Arc::new(producer_ids),
-            config_lock: tokio::sync::Mutex::new(()),
+            config_lock: Arc::new(tokio::sync::Mutex::new(())),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             shutdown: shutdown_rx,
             supported: supported_api_versions(),
         });
@@ -120,6 +121,28 @@ impl Broker {
     /// The cluster id given to clients, kept in the data directory.
     pub fn cluster_id(&self) -> &str {
         &self.context.cluster_id
+    }
+
+    /// The log this broker serves.
+    pub fn log(&self) -> Arc<Log> {
+        self.context.log.clone()
+    }
+
+    /// The consumer group coordinator (for the HTTP API and metrics).
+    pub fn groups(&self) -> Arc<GroupCoordinator> {
+        self.context.groups.clone()
+    }
+
+    /// The request-path counters, shared with the HTTP API (which counts its own produce and
+    /// consume there too).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.context.metrics.clone()
+    }
+
+    /// The lock serialising read-modify-write changes of topic configs; whoever else alters
+    /// configs (the HTTP API) takes it too, so concurrent changes are never lost.
+    pub fn topic_config_lock(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.context.config_lock.clone()
     }
 
     /// Serves clients until `shutdown` completes; then stops accepting, lets in-flight
@@ -189,6 +212,7 @@ async fn serve_connection(
     _permit: OwnedSemaphorePermit,
 ) {
     tracing::debug!(%peer, "connection opened");
+    let _open = cx.metrics.connection_opened();
     let close = connection_loop(&cx, &mut stream, peer, &memory).await;
     match close {
         Close::Eof | Close::Shutdown => tracing::debug!(%peer, "connection closed"),
@@ -293,7 +317,9 @@ async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Option<
     };
     let (header, request) = decode_request(api_key, version, frame).map_err(|e| e.to_string())?;
     tracing::trace!(api = ?api_key, version, correlation_id = prefix.correlation_id, "request");
+    let started = std::time::Instant::now();
     let reply = cx.handle(&header, request, client_host).await.map_err(|e| e.to_string())?;
+    cx.metrics.record_request(key, started.elapsed());
     match reply {
         Reply::Response(body) => {
             encode_response(api_key, version, prefix.correlation_id, &body).map(Some).map_err(|e| e.to_string())

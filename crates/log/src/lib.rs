@@ -276,14 +276,24 @@ impl Log {
             .remove(name)
             .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
         let deleted = self.config.data_dir.join(DELETED_DIR);
-        let grave = deleted.join(format!("{name}-{}", hex(&topic.id)));
+        // The topic id alone: a 249-byte topic name plus a suffix would exceed the file
+        // system's 255-byte name limit.
+        let grave = deleted.join(hex(&topic.id));
         let io = |path: &PathBuf| {
             let path = path.clone();
             move |e| LogError::Io { path, source: e }
         };
-        self.storage().create_dir_all(&deleted).map_err(io(&deleted))?;
         self.files.forget_dir(&topic.dir);
-        self.storage().rename(&topic.dir, &grave).map_err(io(&topic.dir))?;
+        let moved = self
+            .storage()
+            .create_dir_all(&deleted)
+            .map_err(io(&deleted))
+            .and_then(|()| self.storage().rename(&topic.dir, &grave).map_err(io(&topic.dir)));
+        if let Err(e) = moved {
+            // Nothing was removed: the topic stays, in memory as on disk.
+            self.topics.write().expect("topics lock").insert(name.to_string(), topic);
+            return Err(e);
+        }
         let topics_dir = self.config.data_dir.join(TOPICS_DIR);
         self.storage().sync_dir(&topics_dir).map_err(io(&topics_dir))?;
         self.storage().remove_dir_all(&grave).map_err(io(&grave))?;

@@ -6,7 +6,9 @@
 //! record's value starts with its send time (microseconds since the Unix epoch, big-endian), so
 //! consumers, fetching from the offsets that were latest at the start, compute end-to-end
 //! latency as receive time minus send time. The bootstrap broker is assumed to lead every
-//! partition of the topic (true of a single runnel node).
+//! partition of the topic (true of a single runnel node). Connections, version negotiation and
+//! the admin calls come from `runnel-client`; the producers drive a split [`Connection`]
+//! directly, a writer task and a reader task, to control pacing and pipelining themselves.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -14,41 +16,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use runnel_records::{BatchBuilder, Batches, Compression, Record, decode_records};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use kafka_protocol::protocol::StrBytes;
+use runnel_client::admin::is_topic_already_exists;
+use runnel_client::{Client, Connection, NewTopic, OffsetSpec};
+use runnel_records::{BatchBuilder, Compression, Record};
 use tokio::sync::{Semaphore, mpsc};
 
 /// Produce requests a producer may have awaiting their answer.
 const MAX_IN_FLIGHT: usize = 5;
 /// Latency samples kept in all (reservoir sampling beyond that).
 const RESERVOIR_SAMPLES: usize = 1_000_000;
-/// How long to wait for a connection, and for any one answer.
+/// How long to wait for the producers' last answers.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long consumers may keep draining after the producers stopped.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
-/// Largest response frame accepted.
-const MAX_FRAME_BYTES: usize = 256 << 20;
-
-const PRODUCE_VERSION: i16 = 9;
-const FETCH_VERSION: i16 = 12;
-const LIST_OFFSETS_VERSION: i16 = 7;
-const METADATA_VERSION: i16 = 9;
-const CREATE_TOPICS_VERSION: i16 = 5;
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 const CLIENT_ID: &str = "runnel-bench";
 
 #[derive(Args, Debug, Clone)]
@@ -210,8 +195,8 @@ impl Stats {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
-    let topic = TopicName(StrBytes::from_string(args.topic.clone()));
-    let mut admin = Conn::connect(&args.bootstrap).await?;
+    let topic = args.topic.clone();
+    let mut admin = Client::connect_as(&args.bootstrap, CLIENT_ID).await?;
     let partitions = prepare_topic(&mut admin, &topic, args.partitions).await?;
     let start_offsets = latest_offsets(&mut admin, &topic, partitions).await?;
     drop(admin);
@@ -223,7 +208,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
     for c in 0..consumers {
         let share: Vec<(i32, i64)> =
             (0..partitions).filter(|p| p % consumers == c).map(|p| (p as i32, start_offsets[p])).collect();
-        let conn = Conn::connect(&args.bootstrap).await?;
+        let conn = Client::connect_as(&args.bootstrap, CLIENT_ID).await?;
         let reservoir = Reservoir::new(RESERVOIR_SAMPLES / consumers, 0x9E37_79B9_7F4A_7C15 ^ c as u64);
         consumer_tasks.push(tokio::spawn(consume(
             conn,
@@ -240,7 +225,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
     let stop_at = start + duration;
     let mut producer_tasks = Vec::new();
     for p in 0..args.producers {
-        let conn = Conn::connect(&args.bootstrap).await?;
+        let conn = Connection::connect(&args.bootstrap, CLIENT_ID).await?;
         producer_tasks.push(tokio::spawn(produce(
             p,
             conn,
@@ -307,63 +292,27 @@ async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
 }
 
 /// Creates the topic if missing and returns its partition count.
-async fn prepare_topic(conn: &mut Conn, topic: &TopicName, partitions: u32) -> anyhow::Result<usize> {
-    let request = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![
-        CreatableTopic::default()
-            .with_name(topic.clone())
-            .with_num_partitions(partitions as i32)
-            .with_replication_factor(-1),
-    ]);
-    let response = conn.call(CREATE_TOPICS_VERSION, &request).await.context("CreateTopics")?;
-    if let Some(t) = response.topics.first()
-        && t.error_code != 0
-        && t.error_code != TOPIC_ALREADY_EXISTS
-    {
-        bail!(
-            "cannot create topic {:?}: error {}{}",
-            topic.0.as_str(),
-            t.error_code,
-            t.error_message.as_ref().map(|m| format!(" ({})", m.as_str())).unwrap_or_default()
-        );
+async fn prepare_topic(client: &mut Client, topic: &str, partitions: u32) -> anyhow::Result<usize> {
+    let new = NewTopic { name: topic.to_string(), partitions: Some(partitions as i32), configs: Vec::new() };
+    match client.create_topic(&new).await {
+        Ok(()) => {}
+        Err(e) if is_topic_already_exists(&e) => {}
+        Err(e) => return Err(e.into()),
     }
-    let request = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic.clone()))]))
-        .with_allow_auto_topic_creation(false);
-    let response = conn.call(METADATA_VERSION, &request).await.context("Metadata")?;
-    let Some(t) = response.topics.first() else { bail!("the broker did not describe topic {:?}", topic.0.as_str()) };
-    if t.error_code != 0 {
-        bail!("cannot describe topic {:?}: error {}", topic.0.as_str(), t.error_code);
+    let metadata = client.topic(topic).await?;
+    if metadata.partitions.is_empty() {
+        bail!("topic {topic:?} has no partitions");
     }
-    if t.partitions.is_empty() {
-        bail!("topic {:?} has no partitions", topic.0.as_str());
-    }
-    Ok(t.partitions.len())
+    Ok(metadata.partitions.len())
 }
 
 /// The log end offset of each partition, so consumers see only this run's records.
-async fn latest_offsets(conn: &mut Conn, topic: &TopicName, partitions: usize) -> anyhow::Result<Vec<i64>> {
-    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-        ListOffsetsTopic::default().with_name(topic.clone()).with_partitions(
-            (0..partitions as i32)
-                .map(|p| {
-                    ListOffsetsPartition::default()
-                        .with_partition_index(p)
-                        .with_current_leader_epoch(-1)
-                        .with_timestamp(-1)
-                })
-                .collect(),
-        ),
-    ]);
-    let response = conn.call(LIST_OFFSETS_VERSION, &request).await.context("ListOffsets")?;
+async fn latest_offsets(client: &mut Client, topic: &str, partitions: usize) -> anyhow::Result<Vec<i64>> {
+    let ids: Vec<i32> = (0..partitions as i32).collect();
     let mut offsets = vec![0i64; partitions];
-    for t in &response.topics {
-        for p in &t.partitions {
-            if p.error_code != 0 {
-                bail!("cannot list the offsets of partition {}: error {}", p.partition_index, p.error_code);
-            }
-            if let Some(slot) = offsets.get_mut(p.partition_index as usize) {
-                *slot = p.offset;
-            }
+    for listed in client.list_offsets(topic, &ids, OffsetSpec::Latest).await? {
+        if let Some(slot) = offsets.get_mut(listed.partition as usize) {
+            *slot = listed.offset.unwrap_or(0);
         }
     }
     Ok(offsets)
@@ -376,24 +325,25 @@ fn now_micros() -> u64 {
 #[allow(clippy::too_many_arguments)]
 async fn produce(
     id: usize,
-    conn: Conn,
+    conn: Connection,
     args: BenchArgs,
-    topic: TopicName,
+    topic: String,
     partitions: usize,
     start: Instant,
     stop_at: Instant,
     stats: Arc<Stats>,
 ) -> anyhow::Result<()> {
-    let Conn { stream, mut next_correlation_id } = conn;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut sender, mut receiver) = conn.into_split();
+    let version = sender.version::<ProduceRequest>()?;
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let (pending_tx, mut pending_rx) = mpsc::unbounded_channel::<(i32, u64, tokio::sync::OwnedSemaphorePermit)>();
+    // Unbounded in type only: an entry is sent only with one of the MAX_IN_FLIGHT permits.
+    let (pending_tx, mut pending_rx) =
+        mpsc::unbounded_channel::<(runnel_client::Pending, u64, tokio::sync::OwnedSemaphorePermit)>();
     let acks = args.acks;
     let reader_stats = stats.clone();
     let answers = tokio::spawn(async move {
-        while let Some((correlation_id, records, permit)) = pending_rx.recv().await {
-            let frame = read_frame(&mut reader).await?;
-            let response = decode_response::<ProduceRequest>(frame, PRODUCE_VERSION, correlation_id)?;
+        while let Some((pending, records, permit)) = pending_rx.recv().await {
+            let response = receiver.receive::<ProduceRequest>(pending).await?;
             drop(permit);
             for t in &response.responses {
                 for p in &t.partition_responses {
@@ -419,7 +369,7 @@ async fn produce(
     let mut sent: u64 = 0;
     let mut sequence = id;
     let mut value = vec![0u8; args.record_size];
-    let mut body = BytesMut::new();
+    let topic_name = kafka_protocol::messages::TopicName(StrBytes::from_string(topic.clone()));
     let result: anyhow::Result<()> = async {
         loop {
             if per_producer_rate > 0.0 {
@@ -443,21 +393,17 @@ async fn produce(
             }
             let records = batch.build(Compression::None)?;
             let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
-                TopicProduceData::default().with_name(topic.clone()).with_partition_data(vec![
+                TopicProduceData::default().with_name(topic_name.clone()).with_partition_data(vec![
                     PartitionProduceData::default().with_index(partition).with_records(Some(records)),
                 ]),
             ]);
-            let correlation_id = next_correlation_id;
-            next_correlation_id = next_correlation_id.wrapping_add(1);
-            body.clear();
-            encode_request(&mut body, PRODUCE_VERSION, correlation_id, &request)?;
-            writer.write_all(&body).await.context("sending a Produce request")?;
+            let pending = sender.send_at(version, &request).await.context("sending a Produce request")?;
             let n = args.batch_records as u64;
             sent += n;
             stats.sent_records.fetch_add(n, Ordering::Relaxed);
             stats.sent_bytes.fetch_add(n * args.record_size as u64, Ordering::Relaxed);
             if let Some(permit) = permit {
-                pending_tx.send((correlation_id, n, permit)).ok().context("the response reader stopped")?;
+                pending_tx.send((pending, n, permit)).ok().context("the response reader stopped")?;
             }
         }
         Ok(())
@@ -467,13 +413,13 @@ async fn produce(
     let answered = tokio::time::timeout(NETWORK_TIMEOUT, answers).await.context("waiting for Produce answers")?;
     result?;
     answered??;
-    writer.shutdown().await.ok();
+    sender.shutdown().await;
     Ok(())
 }
 
 async fn consume(
-    mut conn: Conn,
-    topic: TopicName,
+    mut client: Client,
+    topic: String,
     mut partitions: Vec<(i32, i64)>,
     mut reservoir: Reservoir,
     stats: Arc<Stats>,
@@ -488,59 +434,19 @@ async fn consume(
         if drain_deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(100)
-            .with_min_bytes(1)
-            .with_max_bytes(64 << 20)
-            .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![
-                FetchTopic::default().with_topic(topic.clone()).with_partitions(
-                    partitions
-                        .iter()
-                        .map(|&(p, offset)| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_current_leader_epoch(-1)
-                                .with_fetch_offset(offset)
-                                .with_last_fetched_epoch(-1)
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(4 << 20)
-                        })
-                        .collect(),
-                ),
-            ]);
-        let response = conn.call(FETCH_VERSION, &request).await.context("Fetch")?;
+        let fetched = client.fetch(&topic, &partitions, 100).await.context("Fetch")?;
         let received = now_micros();
         let mut got = 0u64;
-        for t in &response.responses {
-            for p in &t.partitions {
-                let Some(slot) = partitions.iter_mut().find(|(id, _)| *id == p.partition_index) else { continue };
-                if p.error_code != 0 {
-                    stats.error(format!("fetch from partition {}: error {}", p.partition_index, p.error_code));
-                    continue;
-                }
-                let Some(records) = &p.records else { continue };
-                // A response may end with a partial batch; stop at the first incomplete one.
-                for (header, bytes) in Batches::new(records).map_while(Result::ok) {
-                    if header.last_offset() < slot.1 {
-                        continue;
-                    }
-                    for record in decode_records(bytes, 64 << 20)? {
-                        if record.offset < slot.1 {
-                            continue;
-                        }
-                        got += 1;
-                        if let Some(v) = record.value.as_ref().filter(|v| v.len() >= 8) {
-                            let sent = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
-                            reservoir.add(received.saturating_sub(sent));
-                        }
-                    }
-                    slot.1 = header.last_offset() + 1;
+        for p in fetched {
+            let Some(slot) = partitions.iter_mut().find(|(id, _)| *id == p.partition) else { continue };
+            for record in &p.records {
+                got += 1;
+                if let Some(v) = record.value.as_ref().filter(|v| v.len() >= 8) {
+                    let sent = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                    reservoir.add(received.saturating_sub(sent));
                 }
             }
+            slot.1 = p.next_offset;
         }
         stats.consumed_records.fetch_add(got, Ordering::Relaxed);
         if done && got == 0 {
@@ -578,92 +484,4 @@ impl Reservoir {
             self.samples[slot as usize] = value;
         }
     }
-}
-
-/// A connection to the broker for one request at a time.
-struct Conn {
-    stream: TcpStream,
-    next_correlation_id: i32,
-}
-
-impl Conn {
-    async fn connect(addr: &str) -> anyhow::Result<Conn> {
-        let stream = match tokio::time::timeout(NETWORK_TIMEOUT, TcpStream::connect(addr)).await {
-            Err(_) => bail!("cannot reach {addr}: no answer within {}s", NETWORK_TIMEOUT.as_secs()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                bail!("cannot reach {addr}: connection refused (is \"runnel serve\" running?)")
-            }
-            Ok(Err(e)) => bail!("cannot reach {addr}: {e}"),
-            Ok(Ok(stream)) => stream,
-        };
-        stream.set_nodelay(true).ok();
-        Ok(Conn { stream, next_correlation_id: 1 })
-    }
-
-    async fn call<R: Request>(&mut self, version: i16, request: &R) -> anyhow::Result<R::Response> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let mut frame = BytesMut::new();
-        encode_request(&mut frame, version, correlation_id, request)?;
-        self.stream.write_all(&frame).await.context("sending a request")?;
-        let (mut reader, _) = self.stream.split();
-        let frame = tokio::time::timeout(NETWORK_TIMEOUT, read_frame_from(&mut reader))
-            .await
-            .context("no answer from the broker")??;
-        decode_response::<R>(frame, version, correlation_id)
-    }
-}
-
-/// Appends the length-prefixed frame of a request.
-fn encode_request<R: Request>(
-    out: &mut BytesMut,
-    version: i16,
-    correlation_id: i32,
-    request: &R,
-) -> anyhow::Result<()> {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let at = out.len();
-    out.put_i32(0);
-    header.encode(out, R::header_version(version)).context("encoding a request header")?;
-    request.encode(out, version).context("encoding a request")?;
-    let size = (out.len() - at - 4) as i32;
-    out[at..at + 4].copy_from_slice(&size.to_be_bytes());
-    Ok(())
-}
-
-fn decode_response<R: Request>(mut frame: Bytes, version: i16, correlation_id: i32) -> anyhow::Result<R::Response> {
-    let api_key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown api key {}", R::KEY))?;
-    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
-        .context("decoding a response header")?;
-    if header.correlation_id != correlation_id {
-        bail!("answer to request {} where {correlation_id} was expected", header.correlation_id);
-    }
-    let response =
-        R::Response::decode(&mut frame, version).with_context(|| format!("decoding a {api_key:?} response"))?;
-    if frame.has_remaining() {
-        bail!("{} unread bytes after a {api_key:?} response", frame.remaining());
-    }
-    Ok(response)
-}
-
-async fn read_frame(reader: &mut OwnedReadHalf) -> anyhow::Result<Bytes> {
-    tokio::time::timeout(NETWORK_TIMEOUT, read_frame_from(reader)).await.context("no answer from the broker")?
-}
-
-async fn read_frame_from<S: tokio::io::AsyncRead + Unpin>(reader: &mut S) -> anyhow::Result<Bytes> {
-    let size = match reader.read_i32().await {
-        Ok(size) => size,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => bail!("the broker closed the connection"),
-        Err(e) => return Err(e).context("reading an answer"),
-    };
-    if size < 0 || size as usize > MAX_FRAME_BYTES {
-        bail!("invalid answer size {size}");
-    }
-    let mut frame = vec![0u8; size as usize];
-    reader.read_exact(&mut frame).await.context("reading an answer")?;
-    Ok(Bytes::from(frame))
 }

@@ -1,12 +1,20 @@
 //! The `runnel` binary: command line, configuration (flags, `RUNNEL_*` environment
 //! variables, a TOML file) and the wiring of the log and the Kafka broker.
 //!
-//! `runnel serve` opens the log in the data directory, serves Kafka clients, runs log
+//! `runnel serve` opens the log in the data directory, serves Kafka clients and the HTTP API
+//! (health, metrics, REST; crate `runnel-http`), runs log
 //! maintenance about once a second, and on SIGINT or SIGTERM stops accepting, finishes
 //! in-flight requests, shuts the log down cleanly (fsync, clean-shutdown marker) and exits 0.
 
 mod alloc;
 mod bench;
+mod client_args;
+mod consume;
+mod group;
+mod output;
+mod produce;
+mod time_spec;
+mod topic;
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -41,6 +49,19 @@ enum Command {
     Serve(ServeArgs),
     /// Measure a Kafka-compatible broker: produce and consume a topic, report throughput and latency.
     Bench(bench::BenchArgs),
+    /// Create, list, describe, reconfigure and delete topics.
+    Topic(topic::TopicArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    Group(group::GroupArgs),
+    /// Write records to a topic: one per line of stdin or a file.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records (kcat-like formats, or JSON).
+    Consume(consume::ConsumeArgs),
+    /// Print a shell completion script: runnel completions bash > /etc/bash_completion.d/runnel
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -58,6 +79,10 @@ struct ServeArgs {
     /// host:port clients are told to connect to (default: the bound address).
     #[arg(long, env = "RUNNEL_ADVERTISED_KAFKA_LISTENER")]
     advertised_kafka_listener: Option<String>,
+    /// Address of the HTTP server: /healthz, /metrics, the REST API under /v1 and /openapi.json
+    /// (port 0 picks a free port).
+    #[arg(long, env = "RUNNEL_HTTP_LISTENER", default_value = "127.0.0.1:8080")]
+    http_listener: String,
     /// Create unknown topics when clients ask for their metadata.
     #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
@@ -80,6 +105,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     kafka_listener: Option<String>,
     advertised_kafka_listener: Option<String>,
+    http_listener: Option<String>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
     node_id: Option<i32>,
@@ -101,6 +127,9 @@ fn merge_file(args: &mut ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> 
     }
     if let Some(v) = file.advertised_kafka_listener.filter(|_| from_file("advertised_kafka_listener")) {
         args.advertised_kafka_listener = Some(v);
+    }
+    if let Some(v) = file.http_listener.filter(|_| from_file("http_listener")) {
+        args.http_listener = v;
     }
     if let Some(v) = file.auto_create_topics.filter(|_| from_file("auto_create_topics")) {
         args.auto_create_topics = v;
@@ -149,6 +178,14 @@ fn main() -> std::process::ExitCode {
             merge_file(&mut args, &sub).and_then(|()| serve(args))
         }
         Command::Bench(args) => bench::run(args),
+        Command::Topic(args) => topic::run(args),
+        Command::Group(args) => group::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "runnel", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -169,6 +206,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .init();
     let listener = parse_listener(&args.kafka_listener)?;
     let advertised = args.advertised_kafka_listener.as_deref().map(parse_advertised).transpose()?;
+    let http_listener = parse_listener(&args.http_listener)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
@@ -186,16 +224,44 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             default_partitions: args.default_partitions,
         };
         let broker = Broker::bind(config, log.clone()).await?;
+        // The SQL engine replays its stored statements and resumes its persistent queries.
+        let sql_log: Arc<dyn runnel_sql::EventLog> = Arc::new(runnel_sql::InProcessLog::new(log.clone()));
+        let sql = tokio::task::spawn_blocking(move || runnel_sql::Engine::open(sql_log))
+            .await?
+            .context("cannot start the SQL engine")?;
+        let http = runnel_http::HttpServer::bind(http_listener, &broker)
+            .await
+            .with_context(|| format!("cannot listen on {http_listener} (HTTP; set --http-listener)"))?
+            .with_sql(sql.clone(), broker.cluster_id().to_string());
+        let (http_addr, readiness) = (http.local_addr(), http.readiness());
         let shutdown = shutdown_signal()?;
         let maintenance = Maintenance::start(log.clone());
-        tracing::info!(data_dir = %args.data_dir.display(), kafka = %broker.local_addr(), "runnel started");
+        // The HTTP server stops with the broker (when the signal arrives, or if the broker fails).
+        let (http_stop, mut http_stopped) = tokio::sync::watch::channel(false);
+        let http_task = tokio::spawn(http.run(async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        }));
+        tracing::info!(data_dir = %args.data_dir.display(), kafka = %broker.local_addr(), http = %http_addr, "runnel started");
         {
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "runnel ready: kafka={}", broker.local_addr())?;
+            writeln!(stdout, "runnel ready: kafka={} http={http_addr}", broker.local_addr())?;
             stdout.flush()?;
         }
-        let served = broker.run(shutdown).await;
+        readiness.set(true);
+        let served = broker
+            .run(async move {
+                shutdown.await;
+                readiness.set(false);
+                let _ = http_stop.send(true);
+            })
+            .await;
+        match http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
         maintenance.stop();
+        tokio::task::spawn_blocking(move || sql.shutdown()).await?;
         let closed = tokio::task::spawn_blocking(move || log.shutdown()).await?;
         served?;
         closed.context("log shutdown failed")?;

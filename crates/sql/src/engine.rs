@@ -3,10 +3,11 @@
 //! durably in a command topic, as ksqlDB keeps its command topic, so that a restart replays them
 //! and every persistent query resumes from its committed positions (at least once).
 //!
-//! Internal topics: `_runnel_sql_commands` (every successful DDL statement, in order),
-//! `_runnel_sql_offsets` (compacted: each persistent query's position per source partition)
-//! and `runnel_processing_log` (records that could not be read or evaluated, readable as the
-//! stream `KSQL_PROCESSING_LOG`).
+//! Internal topics: `__runnel_sql_commands` (every successful DDL statement, in order),
+//! `__runnel_sql_offsets` (compacted: each persistent query's position per source partition)
+//! and `__runnel_processing_log` (records that could not be read or evaluated, readable as the
+//! stream `KSQL_PROCESSING_LOG`). Their names start with two underscores, so Kafka clients see
+//! them as internal and cannot write to them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,9 +28,9 @@ use crate::plan::{Plan, Purpose, plan};
 use crate::types::{Field, SqlType, quote_ident};
 use crate::value::Value;
 
-pub const COMMAND_TOPIC: &str = "_runnel_sql_commands";
-pub const OFFSETS_TOPIC: &str = "_runnel_sql_offsets";
-pub const PROCESSING_LOG_TOPIC: &str = "runnel_processing_log";
+pub const COMMAND_TOPIC: &str = "__runnel_sql_commands";
+pub const OFFSETS_TOPIC: &str = "__runnel_sql_offsets";
+pub const PROCESSING_LOG_TOPIC: &str = "__runnel_processing_log";
 pub const PROCESSING_LOG_STREAM: &str = "KSQL_PROCESSING_LOG";
 /// Bytes read from a partition per round of a query.
 const READ_BYTES: usize = 1 << 20;

@@ -1066,7 +1066,8 @@ fn random_f64() -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
-READY_RE = re.compile(r"^runnel ready: kafka=(127\.0\.0\.1):(\d+)\s*$")
+READY_RE = re.compile(r"^runnel ready: kafka=(127\.0\.0\.1):(\d+) http=(127\.0\.0\.1):(\d+)\s*$")
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -72,6 +72,7 @@ class Runnel:
         self.log_path.write_text("")  # fresh log for this test (module)
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.http_port: int | None = None
         self.starts = 0
         self._stdout_lines: list[str] = []
 
@@ -80,6 +81,12 @@ class Runnel:
     def bootstrap(self) -> str:
         assert self.port is not None, "runnel is not started"
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP API (a free port chosen at each start)."""
+        assert self.http_port is not None, "runnel is not started"
+        return f"http://127.0.0.1:{self.http_port}"
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -115,7 +122,8 @@ class Runnel:
         binary = runnel_bin()
         if not os.path.exists(binary):
             return False, f"runnel binary not found at {binary} (set RUNNEL_BIN or run tests/compat/run.sh)"
-        cmd = [binary, "serve", "--data-dir", str(self.data_dir), "--kafka-listener", f"127.0.0.1:{port}", *self.extra_args]
+        cmd = [binary, "serve", "--data-dir", str(self.data_dir), "--kafka-listener", f"127.0.0.1:{port}",
+               "--http-listener", "127.0.0.1:0", *self.extra_args]
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
@@ -145,6 +153,7 @@ class Runnel:
                 m = READY_RE.match(line)
                 if m and not got.is_set():
                     ready["port"] = int(m.group(2))
+                    ready["http_port"] = int(m.group(4))
                     got.set()
             got.set()
 
@@ -154,6 +163,7 @@ class Runnel:
                 break
         if "port" in ready:
             self.port = ready["port"]
+            self.http_port = ready["http_port"]
             if port != 0 and self.port != port:
                 self._kill()
                 return False, f"runnel bound port {self.port}, expected {port}"

@@ -110,6 +110,12 @@ pub(super) async fn handle(cx: &Context, request: FetchRequest, version: i16) ->
     };
     let read_committed = request.isolation_level == READ_COMMITTED;
     for (want, got) in wants.iter().zip(got) {
+        if let Ok(partition) = &want.partition
+            && !got.records.is_empty()
+        {
+            let records = crate::metrics::records_in_batches(&got.records, want.offset);
+            cx.metrics.record_fetched(partition.topic(), records, got.records.len() as u64);
+        }
         let data = PartitionData::default()
             .with_partition_index(want.index)
             .with_error_code(got.error.map(code).unwrap_or(0))

@@ -85,8 +85,10 @@ pub(crate) struct Context {
     pub cluster_id: String,
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: Arc<ProducerIds>,
-    /// Serialises read-modify-write changes of topic configuration.
-    pub config_lock: tokio::sync::Mutex<()>,
+    /// Serialises read-modify-write changes of topic configuration (shared with the HTTP API).
+    pub config_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Request-path counters (bytes and records per topic, request latency, connections).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Becomes true when the broker shuts down (ends fetch long polls early).
     pub shutdown: watch::Receiver<bool>,
     /// What ApiVersions advertises: (API key, min version, max version), sorted by key.

@@ -109,6 +109,15 @@ pub(super) async fn handle(
         };
         items = blocking(move || append_all(items, acks, decompressed_bytes_max)).await?;
     }
+    for item in &items {
+        if let (Ok(partition), Ok(info)) = (&item.partition, &item.outcome)
+            && !info.duplicate
+        {
+            let bytes = item.records.as_ref().map_or(0, |r| r.len() as u64);
+            let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+            cx.metrics.record_produced(partition.topic(), records, bytes);
+        }
+    }
     if acks == ACKS_NONE {
         return Ok(None);
     }

@@ -409,3 +409,16 @@ fn subscribers_see_the_high_watermark_move() {
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), 3);
 }
+
+#[test]
+fn a_topic_with_the_longest_name_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(LogConfig::new(dir.path())).unwrap();
+    let name = "t".repeat(runnel_log::TOPIC_NAME_BYTES_MAX);
+    log.create_topic(&name, 1, TopicConfig::default()).unwrap();
+    log.delete_topic(&name).unwrap();
+    assert!(log.topic(&name).is_none());
+    log.shutdown().unwrap();
+    let reopened = Log::open(LogConfig::new(dir.path())).unwrap();
+    assert!(reopened.topic(&name).is_none(), "the deletion is durable");
+}

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
+mod cli;
 mod hostile;
 
 /// Guard against a hung test: no read from the broker waits longer than this.
@@ -34,6 +35,8 @@ impl Serve {
             .env_remove("RUNNEL_DATA_DIR")
             .env_remove("RUNNEL_KAFKA_LISTENER")
             .env_remove("RUNNEL_DEFAULT_PARTITIONS")
+            // Never the default 127.0.0.1:8080: tests run in parallel.
+            .env("RUNNEL_HTTP_LISTENER", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -41,8 +44,13 @@ impl Serve {
             .expect("start runnel serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the ready line");
-        let addr =
-            line.trim().strip_prefix("runnel ready: kafka=").unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        // `runnel ready: kafka=HOST:PORT http=HOST:PORT`
+        let addr = line
+            .trim()
+            .strip_prefix("runnel ready: kafka=")
+            .and_then(|rest| rest.split_once(" http="))
+            .map(|(kafka, _)| kafka)
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
         Serve { addr: addr.parse().expect("an address"), child }
     }
 
@@ -214,7 +222,7 @@ fn bench_says_how_to_fix_an_unreachable_broker() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!("cannot reach {addr}: connection refused (is \"runnel serve\" running?)")),
+        stderr.contains(&format!("cannot reach runnel at {addr}: connection refused (is \"runnel serve\" running?)")),
         "{stderr}"
     );
 }

@@ -14,7 +14,7 @@ const readline = require('node:readline')
 
 const READY_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 60_000
-const READY_RE = /^runnel ready: kafka=(127\.0\.0\.1):(\d+)\s*$/
+const READY_RE = /^runnel ready: kafka=(127\.0\.0\.1):(\d+) http=(127\.0\.0\.1):(\d+)\s*$/
 const REPO = path.resolve(__dirname, '..', '..', '..', '..')
 
 function targetDir() {
@@ -90,7 +90,8 @@ class Runnel {
     if (!fs.existsSync(bin)) {
       return Promise.resolve({ ok: false, msg: `runnel binary not found at ${bin} (set RUNNEL_BIN or run tests/compat/run.sh)` })
     }
-    const args = ['serve', '--data-dir', this.dataDir, '--kafka-listener', `127.0.0.1:${port}`]
+    const args = ['serve', '--data-dir', this.dataDir, '--kafka-listener', `127.0.0.1:${port}`,
+      '--http-listener', '127.0.0.1:0']
     this.starts += 1
     fs.appendFileSync(this.logPath, `\n===== start #${this.starts}: ${bin} ${args.join(' ')}\n`)
     const logFd = fs.openSync(this.logPath, 'a')
