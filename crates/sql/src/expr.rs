@@ -95,13 +95,17 @@ impl Scope {
             .enumerate()
             .rev() // later columns (lambda parameters) shadow earlier ones
             .filter(|(_, c)| c.name == name && (source.is_none() || c.source.as_deref() == source));
-        let Some((index, _)) = found.next() else {
+        let Some((index, column)) = found.next() else {
             let full = match source {
                 Some(s) => format!("{}.{}", quote_ident(s), quote_ident(name)),
                 None => quote_ident(name),
             };
             return Err(TypeError(format!("column {full} cannot be resolved")));
         };
+        // Lambda parameters (no source) shadow the columns of the sources.
+        if column.source.is_none() {
+            return Ok(index);
+        }
         if source.is_none() && found.any(|(_, c)| c.source != self.columns[index].source) {
             return Err(TypeError(format!(
                 "column {} is ambiguous: qualify it with its source (for example {}.{})",

@@ -9,6 +9,8 @@ use runnel_log::{Log, LogConfig};
 use runnel_sql::eventlog::{EventLog, InProcessLog, OutRecord};
 use runnel_sql::{Engine, Outcome, Session, Value};
 
+mod golden;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 struct Fixture {
