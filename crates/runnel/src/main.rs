@@ -13,6 +13,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod sql_shell;
 mod time_spec;
 mod topic;
 
@@ -57,6 +58,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records (kcat-like formats, or JSON).
     Consume(consume::ConsumeArgs),
+    /// Streaming SQL shell (ksqlDB's dialect) over the HTTP API: interactive, -e or -f.
+    Sql(sql_shell::SqlArgs),
     /// Print a shell completion script: runnel completions bash > /etc/bash_completion.d/runnel
     Completions {
         #[arg(value_enum)]
@@ -182,6 +185,7 @@ fn main() -> std::process::ExitCode {
         Command::Group(args) => group::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Sql(args) => sql_shell::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "runnel", &mut std::io::stdout());
             Ok(())

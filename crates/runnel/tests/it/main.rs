@@ -18,6 +18,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 mod cli;
 mod hostile;
+mod sql;
 
 /// Guard against a hung test: no read from the broker waits longer than this.
 const HANG_GUARD: Duration = Duration::from_secs(45);
@@ -25,6 +26,8 @@ const HANG_GUARD: Duration = Duration::from_secs(45);
 struct Serve {
     child: Child,
     addr: SocketAddr,
+    /// The HTTP listener.
+    http: SocketAddr,
 }
 
 impl Serve {
@@ -45,13 +48,12 @@ impl Serve {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the ready line");
         // `runnel ready: kafka=HOST:PORT http=HOST:PORT`
-        let addr = line
+        let (addr, http) = line
             .trim()
             .strip_prefix("runnel ready: kafka=")
             .and_then(|rest| rest.split_once(" http="))
-            .map(|(kafka, _)| kafka)
             .unwrap_or_else(|| panic!("unexpected line {line:?}"));
-        Serve { addr: addr.parse().expect("an address"), child }
+        Serve { addr: addr.parse().expect("an address"), http: http.parse().expect("an address"), child }
     }
 
     fn connect(&self) -> TcpStream {
