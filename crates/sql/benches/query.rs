@@ -46,7 +46,7 @@ fn main() {
         .execute(
             &format!(
                 "CREATE STREAM clicks (user_id STRING KEY, url STRING, region STRING, device STRING, \
-                 latency_ms INT, bytes BIGINT, ts BIGINT) WITH (kafka_topic='clicks', value_format='JSON', partitions={PARTITIONS});"
+                 session STRING, latency_ms INT, bytes BIGINT, ts BIGINT) WITH (kafka_topic='clicks', value_format='JSON', partitions={PARTITIONS});"
             ),
             &mut session,
         )
@@ -59,10 +59,11 @@ fn main() {
     let mut pending: Vec<Vec<OutRecord>> = vec![Vec::new(); PARTITIONS as usize];
     for i in 0..events {
         let value = format!(
-            r#"{{"url":"https://shop.example.com/products/{:08}?ref=campaign-{:04}","region":"{}","device":"mobile-ios-17","latency_ms":{},"bytes":{},"ts":{}}}"#,
+            r#"{{"url":"https://shop.example.com/products/{:08}?ref=campaign-{:04}","region":"{}","device":"mobile-ios-17","session":"{:032x}","latency_ms":{},"bytes":{},"ts":{}}}"#,
             i % 99_991,
             i % 7919,
             regions[i % 4],
+            (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834),
             i % 1000,
             1000 + i % 50_000,
             1_700_000_000_000u64 + i as u64

@@ -1043,6 +1043,9 @@ fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> S
             Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
         },
     };
+    if !passes && source.kind == SourceKind::Stream {
+        return Step::Skip;
+    }
     let out: Result<Vec<Value>, _> = p.columns.iter().map(|(_, c)| c.eval(&row)).collect();
     let out = match out {
         Ok(o) => o,

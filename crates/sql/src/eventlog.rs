@@ -15,6 +15,10 @@ use runnel_records::{BatchBuilder, Batches, Compression, Record, RecordHeader, R
 pub const READ_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 /// Most records appended in one batch.
 pub const APPEND_BATCH_RECORDS_MAX: usize = 10_000;
+/// Bytes of keys, values and headers appended in one batch at most (half of Kafka's default
+/// `max.message.bytes`, so batches of records of any size fit); a single larger record is
+/// appended alone, and refused by the log if it exceeds the topic's limit.
+pub const APPEND_BATCH_BYTES_MAX: usize = 512 * 1024;
 
 /// Why the event log could not do what was asked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,6 +86,33 @@ pub trait EventLog: Send + Sync {
     }
 }
 
+/// Splits records into runs that fit [`APPEND_BATCH_RECORDS_MAX`] and [`APPEND_BATCH_BYTES_MAX`].
+fn batches_of(records: &[OutRecord]) -> impl Iterator<Item = &[OutRecord]> {
+    let mut rest = records;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len() && n < APPEND_BATCH_RECORDS_MAX {
+            let r = &rest[n];
+            let size = r.key.as_ref().map_or(0, |k| k.len())
+                + r.value.as_ref().map_or(0, |v| v.len())
+                + r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len())).sum::<usize>()
+                + 32;
+            if n > 0 && bytes + size > APPEND_BATCH_BYTES_MAX {
+                break;
+            }
+            bytes += size;
+            n += 1;
+        }
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// [`EventLog`] over the embedded log.
 pub struct InProcessLog {
     log: Arc<Log>,
@@ -145,7 +176,7 @@ impl EventLog for InProcessLog {
     fn append(&self, topic: &str, partition: u32, records: &[OutRecord], durable: bool) -> Result<i64, LogFailure> {
         let p = self.partition(topic, partition)?;
         let mut first = None;
-        for chunk in records.chunks(APPEND_BATCH_RECORDS_MAX) {
+        for chunk in batches_of(records) {
             let mut builder = BatchBuilder::new();
             for r in chunk {
                 let mut record = Record::new(r.key.clone(), r.value.clone()).at(r.timestamp);

@@ -130,6 +130,10 @@ impl Serde {
                     .collect()
             }
             Format::Json => {
+                let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+                if !self.unwrapped && first == Some(&b'{') {
+                    return self.deserialize_object(bytes);
+                }
                 let json: Json = parse_json(bytes)?;
                 if self.unwrapped || (self.columns.len() == 1 && !json.is_object()) {
                     let col = &self.columns[0];
@@ -178,12 +182,123 @@ impl Serde {
                 if self.unwrapped && self.columns.len() == 1 {
                     return Some(to_json(&values[0], &self.columns[0].ty).to_string().into_bytes());
                 }
-                let mut map = Map::new();
-                for (c, v) in self.columns.iter().zip(values) {
-                    map.insert(c.name.clone(), to_json(v, &c.ty));
+                // Written directly, without building a JSON tree.
+                let mut out = Vec::with_capacity(64 + 32 * self.columns.len());
+                out.push(b'{');
+                for (i, (c, v)) in self.columns.iter().zip(values).enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_json_string(&mut out, &c.name);
+                    out.push(b':');
+                    write_json_value(&mut out, v, &c.ty);
                 }
-                Some(Json::Object(map).to_string().into_bytes())
+                out.push(b'}');
+                Some(out)
             }
+        }
+    }
+}
+
+impl Serde {
+    /// A JSON object read field by field into the columns, without building the whole tree:
+    /// each column's value is parsed on its own (and converted by [`from_json`]), other fields
+    /// are skipped. serde_json bounds nesting (128 levels).
+    fn deserialize_object(&self, bytes: &[u8]) -> Result<Vec<Value>, FormatError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let slots = serde::de::Deserializer::deserialize_map(&mut de, ObjectVisitor { columns: &self.columns })
+            .map_err(|e| err(format!("invalid JSON: {e}")))?;
+        de.end().map_err(|e| err(format!("invalid JSON: {e}")))?;
+        slots
+            .into_iter()
+            .zip(&self.columns)
+            .map(|(slot, c)| match slot {
+                None | Some((_, Json::Null)) => Ok(Value::Null),
+                Some((_, v)) => from_json(&v, &c.ty).map_err(|e| err(format!("column {}: {e}", c.name))),
+            })
+            .collect()
+    }
+}
+
+/// A field name, borrowed from the input when it has no escapes.
+struct FieldName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for FieldName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FieldName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Collects, per column, whether its field matched exactly and the field's JSON value: the exact
+/// name wins, else the first case-insensitive match (as [`lookup`] chooses).
+struct ObjectVisitor<'a> {
+    columns: &'a [Field],
+}
+
+type Slots = Vec<Option<(bool, Json)>>;
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
+    type Value = Slots;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Slots, A::Error> {
+        let mut slots: Slots = vec![None; self.columns.len()];
+        while let Some(FieldName(name)) = map.next_key()? {
+            let exact = self.columns.iter().position(|c| c.name == name);
+            let index = exact.or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name)));
+            match index {
+                Some(i) if exact.is_some() || slots[i].is_none() => {
+                    let value: Json = map.next_value()?;
+                    slots[i] = Some((exact.is_some(), value));
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(slots)
+    }
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// A value as JSON text, as [`to_json`] would write it.
+fn write_json_value(out: &mut Vec<u8>, v: &Value, ty: &SqlType) {
+    use std::io::Write;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Bigint(i) | Value::Timestamp(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Date(d) | Value::Time(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Value::String(s) => write_json_string(out, s),
+        other => {
+            let _ = serde_json::to_writer(&mut *out, &to_json(other, ty));
         }
     }
 }
