@@ -602,7 +602,9 @@ impl Engine {
     ) -> Result<Outcome, SqlError> {
         if self.source(&c.name).is_some() {
             if c.if_not_exists
-                || replay && self.lock().queries.values().any(|q| q.info.sink.as_deref() == Some(&c.name))
+                || replay
+                    && !c.or_replace
+                    && self.lock().queries.values().any(|q| q.info.sink.as_deref() == Some(&c.name))
             {
                 return Ok(Outcome::Status { message: format!("{} already exists", c.name), query_id: None });
             }
@@ -656,7 +658,36 @@ impl Engine {
         sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
         self.log.create_topic(&topic, partitions, c.kind == SourceKind::Table).map_err(|e| sql_err(e.0))?;
         let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
-        let id = self.next_query_id(prefix, &c.name);
+        // CREATE OR REPLACE: the running query writing the sink stops, and the new one takes its
+        // id, so it continues from the old query's committed positions (as in ksqlDB).
+        let replaced = if c.or_replace {
+            let writer = self
+                .lock()
+                .queries
+                .values()
+                .find(|q| q.info.sink.as_deref() == Some(&c.name))
+                .map(|q| q.info.id.clone());
+            if let Some(old) = &writer {
+                let running = self.lock().queries.remove(old);
+                if let Some(mut q) = running {
+                    q.stop.store(true, Ordering::Relaxed);
+                    if let Some(t) = q.thread.take() {
+                        let _ = t.join();
+                    }
+                }
+            }
+            writer
+        } else {
+            None
+        };
+        let id = match replaced {
+            Some(old) => {
+                // A replayed statement may carry this id as well: take it so it is not reused.
+                self.replay_query_id.lock().unwrap_or_else(|e| e.into_inner()).take();
+                old
+            }
+            None => self.next_query_id(prefix, &c.name),
+        };
         self.record_query_command(text, session, replay, Some(&id))?;
         let mut sink = sink;
         sink.written_by = Some(id.clone());
@@ -710,7 +741,11 @@ impl Engine {
     fn start_persistent(self: &Arc<Self>, id: String, text: &str, p: Plan, sink: Arc<SourceDesc>, earliest: bool) {
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
-        let committed = self.lock().committed.remove(&id).unwrap_or_default();
+        let stored = self.lock().committed.remove(&id);
+        let committed = match stored {
+            Some(c) => c,
+            None => self.committed_positions(&id),
+        };
         let info = QueryInfo {
             id: id.clone(),
             statement: text.to_string(),
@@ -728,6 +763,23 @@ impl Engine {
             }
         });
         self.lock().queries.insert(id, RunningQuery { info, stop, thread, failure });
+    }
+
+    /// The last committed positions of a query, read from the offsets topic (a query replaced
+    /// while the engine runs).
+    fn committed_positions(&self, id: &str) -> HashMap<u32, i64> {
+        let mut out = HashMap::new();
+        for r in read_all(self.log.as_ref(), OFFSETS_TOPIC).unwrap_or_default() {
+            let (Some(k), Some(v)) = (&r.key, &r.value) else { continue };
+            let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) else { continue };
+            if let Some((query, p)) = k.rsplit_once('/')
+                && query == id
+                && let (Ok(p), Ok(offset)) = (p.parse::<u32>(), v.parse::<i64>())
+            {
+                out.insert(p, offset);
+            }
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]
