@@ -73,10 +73,12 @@ pub struct RecordIter<'a> {
     count: usize,
 }
 
+/// The records section: borrowed (keys and values are copied out), or shared (keys and values
+/// are slices of it, no copy: a decompressed section, or a batch given as `Bytes`).
 #[derive(Debug)]
 enum Body<'a> {
     Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
+    Shared(Bytes),
 }
 
 impl<'a> RecordIter<'a> {
@@ -88,12 +90,31 @@ impl<'a> RecordIter<'a> {
         let body = if codec == Compression::None {
             Body::Borrowed(raw)
         } else {
-            Body::Owned(codec.decompress(raw, decompressed_bytes_max)?)
+            Body::Shared(Bytes::from(codec.decompress(raw, decompressed_bytes_max)?))
         };
+        Self::start(header, body)
+    }
+
+    /// Like [`RecordIter::new`], for a batch held in `Bytes`: the records' keys, values and
+    /// header values are slices of it (or of the decompressed section), never copies.
+    pub fn from_bytes(batch: &Bytes, decompressed_bytes_max: usize) -> Result<RecordIter<'static>, DecodeError> {
+        let header = BatchHeader::validate(batch)?;
+        let codec = header.compression()?;
+        let body = if codec == Compression::None {
+            Body::Shared(batch.slice(BATCH_HEADER_BYTES..header.size))
+        } else {
+            Body::Shared(Bytes::from(
+                codec.decompress(&batch[BATCH_HEADER_BYTES..header.size], decompressed_bytes_max)?,
+            ))
+        };
+        RecordIter::start(header, body)
+    }
+
+    fn start<'b>(header: BatchHeader, body: Body<'b>) -> Result<RecordIter<'b>, DecodeError> {
         let count = usize::try_from(header.record_count).unwrap_or(0);
         let len = match &body {
             Body::Borrowed(b) => b.len(),
-            Body::Owned(b) => b.len(),
+            Body::Shared(b) => b.len(),
         };
         // Each record takes at least 7 bytes, so a huge count in a small batch is refused
         // before anything is sized by it.
@@ -110,9 +131,16 @@ impl<'a> RecordIter<'a> {
 
     fn decode_next(&mut self) -> Result<Record, DecodeError> {
         let index = self.index;
-        let body: &[u8] = match &self.body {
-            Body::Borrowed(b) => b,
-            Body::Owned(b) => b,
+        let (body, shared): (&[u8], Option<&Bytes>) = match &self.body {
+            Body::Borrowed(b) => (b, None),
+            Body::Shared(b) => (b, Some(b)),
+        };
+        let read_bytes = |buf: &[u8], pos: &mut usize| -> Option<Option<Bytes>> {
+            let range = read_range(buf, pos)?;
+            Some(range.map(|r| match shared {
+                Some(all) => all.slice(r),
+                None => Bytes::copy_from_slice(&buf[r]),
+            }))
         };
         let header = &self.header;
         let bad = |detail| DecodeError::Malformed { index, detail };
@@ -174,15 +202,16 @@ impl Iterator for RecordIter<'_> {
     }
 }
 
-fn read_bytes(buf: &[u8], pos: &mut usize) -> Option<Option<Bytes>> {
+/// The range of a length-prefixed field (`None` inside for a null), advancing `pos` past it.
+fn read_range(buf: &[u8], pos: &mut usize) -> Option<Option<std::ops::Range<usize>>> {
     let len = read_varint(buf, pos)?;
     if len < 0 {
         return Some(None);
     }
     let end = pos.checked_add(len as usize).filter(|e| *e <= buf.len())?;
-    let out = Bytes::copy_from_slice(&buf[*pos..end]);
+    let range = *pos..end;
     *pos = end;
-    Some(Some(out))
+    Some(Some(range))
 }
 
 fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
@@ -353,6 +382,21 @@ mod tests {
             let crc = crc32c::crc32c(&bytes[21..]);
             bytes[17..21].copy_from_slice(&crc.to_be_bytes());
             let _ = decode_records(&bytes, 1 << 16);
+        }
+    }
+
+    #[test]
+    fn shared_and_borrowed_iteration_agree() {
+        for codec in [Compression::None, Compression::Gzip] {
+            let mut b = BatchBuilder::new();
+            b.push(Record::new(Some(b"k1".to_vec()), Some(b"v1".to_vec())).with_header("h", Some(b"x".to_vec())));
+            b.push(Record::new(None::<Vec<u8>>, None::<Vec<u8>>));
+            let batch = b.build(codec).unwrap();
+            let borrowed: Vec<Record> = RecordIter::new(&batch, 1 << 20).unwrap().collect::<Result<_, _>>().unwrap();
+            let shared: Vec<Record> =
+                RecordIter::from_bytes(&batch, 1 << 20).unwrap().collect::<Result<_, _>>().unwrap();
+            assert_eq!(borrowed, shared, "{codec:?}");
+            assert_eq!(shared[0].key.as_deref(), Some(&b"k1"[..]));
         }
     }
 }

@@ -206,7 +206,11 @@ impl EventLog for InProcessLog {
             if header.is_control() {
                 continue;
             }
-            for record in RecordIter::new(bytes, READ_DECOMPRESSED_BYTES_MAX).map_err(|e| LogFailure(e.to_string()))? {
+            // Keys and values are slices of the bytes read, not copies.
+            let batch = read.records.slice_ref(bytes);
+            for record in
+                RecordIter::from_bytes(&batch, READ_DECOMPRESSED_BYTES_MAX).map_err(|e| LogFailure(e.to_string()))?
+            {
                 let r = record.map_err(|e| LogFailure(e.to_string()))?;
                 if r.offset < offset {
                     continue;

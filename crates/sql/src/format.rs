@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::expr::cast;
@@ -213,8 +214,9 @@ impl Serde {
             .into_iter()
             .zip(&self.columns)
             .map(|(slot, c)| match slot {
-                None | Some((_, Json::Null)) => Ok(Value::Null),
-                Some((_, v)) => from_json(&v, &c.ty).map_err(|e| err(format!("column {}: {e}", c.name))),
+                None | Some((_, Slot::Raw(Json::Null))) => Ok(Value::Null),
+                Some((_, Slot::Ready(v))) => Ok(v),
+                Some((_, Slot::Raw(v))) => from_json(&v, &c.ty).map_err(|e| err(format!("column {}: {e}", c.name))),
             })
             .collect()
     }
@@ -248,7 +250,14 @@ struct ObjectVisitor<'a> {
     columns: &'a [Field],
 }
 
-type Slots = Vec<Option<(bool, Json)>>;
+/// A column's value as read: converted already (strings and integers, the common case), or
+/// the field's JSON for [`from_json`].
+enum Slot {
+    Ready(Value),
+    Raw(Json),
+}
+
+type Slots = Vec<Option<(bool, Slot)>>;
 
 impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
     type Value = Slots;
@@ -258,13 +267,13 @@ impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Slots, A::Error> {
-        let mut slots: Slots = vec![None; self.columns.len()];
+        let mut slots: Slots = (0..self.columns.len()).map(|_| None).collect();
         while let Some(FieldName(name)) = map.next_key()? {
             let exact = self.columns.iter().position(|c| c.name == name);
             let index = exact.or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name)));
             match index {
                 Some(i) if exact.is_some() || slots[i].is_none() => {
-                    let value: Json = map.next_value()?;
+                    let value = map.next_value_seed(ColumnSeed { ty: &self.columns[i].ty })?;
                     slots[i] = Some((exact.is_some(), value));
                 }
                 _ => {
@@ -273,6 +282,78 @@ impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
             }
         }
         Ok(slots)
+    }
+}
+
+/// Reads one field for a column of type `ty`: a JSON string into STRING and a JSON integer into
+/// INT or BIGINT directly; anything else as JSON, converted afterwards by [`from_json`] (so the
+/// coercions are the same either way).
+struct ColumnSeed<'a> {
+    ty: &'a SqlType,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ColumnSeed<'_> {
+    type Value = Slot;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Slot, D::Error> {
+        match self.ty {
+            SqlType::String | SqlType::Int | SqlType::Bigint => d.deserialize_any(self),
+            _ => Json::deserialize(d).map(Slot::Raw),
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ColumnSeed<'_> {
+    type Value = Slot;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "a value for a {} column", self.ty)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Slot, E> {
+        Ok(match self.ty {
+            SqlType::String => Slot::Ready(Value::String(Arc::from(v))),
+            _ => Slot::Raw(Json::String(v.to_string())),
+        })
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Slot, E> {
+        Ok(match self.ty {
+            SqlType::Bigint => Slot::Ready(Value::Bigint(v)),
+            SqlType::Int if i32::try_from(v).is_ok() => Slot::Ready(Value::Int(v as i32)),
+            _ => Slot::Raw(Json::from(v)),
+        })
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Slot, E> {
+        match i64::try_from(v) {
+            Ok(i) => self.visit_i64(i),
+            Err(_) => Ok(Slot::Raw(Json::from(v))),
+        }
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Slot, E> {
+        Ok(Slot::Raw(Number::from_f64(v).map(Json::Number).unwrap_or(Json::Null)))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Slot, E> {
+        Ok(Slot::Raw(Json::Bool(v)))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Slot, E> {
+        Ok(Slot::Raw(Json::Null))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Slot, E> {
+        Ok(Slot::Raw(Json::Null))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Slot, A::Error> {
+        Json::deserialize(serde::de::value::SeqAccessDeserializer::new(seq)).map(Slot::Raw)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Slot, A::Error> {
+        Json::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Slot::Raw)
     }
 }
 
