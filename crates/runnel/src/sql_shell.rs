@@ -192,7 +192,7 @@ impl Shell {
                         continue;
                     }
                     let _ = editor.add_history_entry(buffer.trim());
-                    buffer = rest;
+                    buffer = if rest.trim().is_empty() { String::new() } else { rest };
                     for s in statements {
                         if let Err(e) = self.statement(&s) {
                             eprintln!("{e:#}");
