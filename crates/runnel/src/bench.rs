@@ -194,6 +194,47 @@ impl Stats {
     }
 }
 
+/// How often the progress bar is redrawn.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A bar over the run's duration on a terminal's stderr (table output only), with records and
+/// bytes produced so far and the current rates in human units.
+fn progress_bar(
+    args: &BenchArgs,
+    stats: &Arc<Stats>,
+    start: Instant,
+) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
+    use std::io::IsTerminal;
+    if args.output != Output::Table || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let total_ms = args.duration.saturating_mul(1000);
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total_ms), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {elapsed}/{duration} {msg}") {
+        bar.set_style(style);
+    }
+    let (b, stats) = (bar.clone(), stats.clone());
+    let ticker = tokio::spawn(async move {
+        let mut last = (Instant::now(), 0u64, 0u64);
+        loop {
+            tokio::time::sleep(PROGRESS_INTERVAL).await;
+            let (records, bytes) =
+                (stats.sent_records.load(Ordering::Relaxed), stats.sent_bytes.load(Ordering::Relaxed));
+            let dt = last.0.elapsed().as_secs_f64().max(1e-3);
+            b.set_position((start.elapsed().as_millis() as u64).min(total_ms));
+            b.set_message(format!(
+                "{} records ({}), {:.0} records/s, {}/s",
+                indicatif::HumanCount(records),
+                indicatif::HumanBytes(bytes),
+                (records - last.1) as f64 / dt,
+                indicatif::HumanBytes(((bytes - last.2) as f64 / dt) as u64)
+            ));
+            last = (Instant::now(), records, bytes);
+        }
+    });
+    Some((bar, ticker))
+}
+
 async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
     let topic = args.topic.clone();
     let mut admin = Client::connect_as(&args.bootstrap, CLIENT_ID).await?;
@@ -237,10 +278,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
             stats.clone(),
         )));
     }
+    let progress = progress_bar(&args, &stats, start);
     for task in producer_tasks {
         if let Err(e) = task.await? {
             stats.error(format!("producer: {e:#}"));
         }
+    }
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
     }
     let elapsed = start.elapsed().as_secs_f64();
     producers_done.store(true, Ordering::Release);
