@@ -145,13 +145,15 @@ impl HttpServer {
                 continue;
             };
             let service = hyper_util::service::TowerToHyperService::new(router.clone());
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(e) = connection.await {
+                // HTTP/1.1, or HTTP/2 with prior knowledge (ksqlDB clients stream queries and
+                // inserts over h2c), told apart by the connection preface.
+                let mut builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+                builder.http2().timer(hyper_util::rt::TokioTimer::new());
+                let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(connection).await {
                     tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
                 }
                 drop(permit);

@@ -97,3 +97,23 @@ def test_errors_are_ksqldb_errors(runnel):
     with pytest.raises(KSQLError) as e:
         client.ksql("SELECT * FROM no_such_stream EMIT CHANGES;")
     assert "does not exist" in str(e.value)
+
+
+def test_http2_inserts_stream_and_query_stream(runnel):
+    """ksql-python-ng speaks HTTP/2 (h2c, prior knowledge) for /inserts-stream and /query-stream."""
+    client = KSQLAPI(runnel.http_url, timeout=60)
+    topic = unique("h2")
+    stream = f"H2_{topic[-8:].upper()}"
+    client.ksql(f"CREATE STREAM {stream} (id INT KEY, v STRING) WITH (KAFKA_TOPIC='{topic}', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    acks = client.inserts_stream(stream, [{"ID": 1, "V": "a"}, {"ID": 2, "V": "b"}, {"NOPE": 1}])
+    assert [a["status"] for a in acks] == ["ok", "ok", "error"]
+    assert "NOPE" in acks[2]["message"]
+    rows = list(
+        client.query(
+            f"SELECT * FROM {stream} EMIT CHANGES LIMIT 2;",
+            stream_properties={"auto.offset.reset": "earliest"},
+            use_http2=True,
+            parse=True,
+        )
+    )
+    assert rows == [{"ID": 1, "V": "a"}, {"ID": 2, "V": "b"}]
