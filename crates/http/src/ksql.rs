@@ -215,10 +215,9 @@ async fn run_query(api: Arc<Api>, body: Bytes, shape: Shape) -> Response {
         Outcome::Rows { columns, rows } => {
             let id = format!("pull_{}", runnel_sql::functions::now_ms());
             let mut out = String::new();
-            let mut first = true;
             push_header(&mut out, shape, &id, &columns);
             for row in &rows {
-                push_row(&mut out, shape, &rest::row_json(row, &columns), &mut first);
+                push_row(&mut out, shape, &rest::row_json(row, &columns));
             }
             finish(&mut out, shape);
             Body::from(out)
@@ -253,7 +252,7 @@ fn push_header(out: &mut String, shape: Shape, id: &str, columns: &[runnel_sql::
     }
 }
 
-fn push_row(out: &mut String, shape: Shape, row: &Json, _first: &mut bool) {
+fn push_row(out: &mut String, shape: Shape, row: &Json) {
     match shape {
         Shape::Query => {
             out.push_str(",\n");
@@ -288,14 +287,13 @@ fn stream_body(api: &Arc<Api>, stream: PushStream, shape: Shape) -> Body {
     tokio::task::spawn_blocking(move || {
         let mut head = String::new();
         push_header(&mut head, shape, &stream.id, &stream.columns);
-        let mut first = true;
         let mut ok = tx.blocking_send(Ok(Bytes::from(head))).is_ok();
         let stopped = stream.stopper();
         while ok && !stopped.load(Ordering::Relaxed) {
             match stream.rows.recv_timeout(CLIENT_CHECK_INTERVAL) {
                 Ok(Ok(row)) => {
                     let mut chunk = String::new();
-                    push_row(&mut chunk, shape, &rest::row_json(&row, &stream.columns), &mut first);
+                    push_row(&mut chunk, shape, &rest::row_json(&row, &stream.columns));
                     ok = tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
                 }
                 Ok(Err(e)) => {

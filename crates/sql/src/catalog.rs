@@ -116,8 +116,8 @@ impl SourceDesc {
         } else {
             row.extend(value.deserialize(r.value.as_deref())?);
         }
-        for (f, which) in &self.header_columns {
-            row.push(header_value(r, f, which.as_deref()));
+        for (_, which) in &self.header_columns {
+            row.push(header_value(r, which.as_deref()));
         }
         if let Some((column, format)) = &self.timestamp {
             let index = SYSTEM_COLUMNS
@@ -160,7 +160,7 @@ impl SourceDesc {
     }
 }
 
-fn header_value(r: &LogRecord, f: &Field, which: Option<&str>) -> Value {
+fn header_value(r: &LogRecord, which: Option<&str>) -> Value {
     match which {
         Some(name) => r
             .headers
@@ -170,24 +170,21 @@ fn header_value(r: &LogRecord, f: &Field, which: Option<&str>) -> Value {
             .and_then(|h| h.value.as_ref())
             .map(|v| Value::Bytes(v.to_vec().into()))
             .unwrap_or(Value::Null),
-        None => {
-            let _ = f;
-            Value::Array(
-                r.headers
-                    .iter()
-                    .map(|h| {
-                        Value::Struct(
-                            vec![
-                                Value::string(&h.key),
-                                h.value.as_ref().map(|v| Value::Bytes(v.to_vec().into())).unwrap_or(Value::Null),
-                            ]
-                            .into(),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .into(),
-            )
-        }
+        None => Value::Array(
+            r.headers
+                .iter()
+                .map(|h| {
+                    Value::Struct(
+                        vec![
+                            Value::string(&h.key),
+                            h.value.as_ref().map(|v| Value::Bytes(v.to_vec().into())).unwrap_or(Value::Null),
+                        ]
+                        .into(),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        ),
     }
 }
 

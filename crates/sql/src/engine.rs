@@ -189,16 +189,7 @@ impl Engine {
             ddl: Mutex::new(()),
         });
         // Committed positions.
-        let mut committed: HashMap<String, HashMap<u32, i64>> = HashMap::new();
-        for r in read_all(log.as_ref(), OFFSETS_TOPIC)? {
-            let (Some(k), Some(v)) = (&r.key, &r.value) else { continue };
-            let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) else { continue };
-            if let (Some((query, p)), Ok(offset)) = (k.rsplit_once('/'), v.parse::<i64>())
-                && let Ok(p) = p.parse::<u32>()
-            {
-                committed.entry(query.to_string()).or_default().insert(p, offset);
-            }
-        }
+        let committed = read_commits(log.as_ref())?;
         engine.lock().committed = committed;
         // The processing log stream.
         let processing_log = format!(
@@ -768,18 +759,7 @@ impl Engine {
     /// The last committed positions of a query, read from the offsets topic (a query replaced
     /// while the engine runs).
     fn committed_positions(&self, id: &str) -> HashMap<u32, i64> {
-        let mut out = HashMap::new();
-        for r in read_all(self.log.as_ref(), OFFSETS_TOPIC).unwrap_or_default() {
-            let (Some(k), Some(v)) = (&r.key, &r.value) else { continue };
-            let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) else { continue };
-            if let Some((query, p)) = k.rsplit_once('/')
-                && query == id
-                && let (Ok(p), Ok(offset)) = (p.parse::<u32>(), v.parse::<i64>())
-            {
-                out.insert(p, offset);
-            }
-        }
-        out
+        read_commits(self.log.as_ref()).ok().and_then(|mut all| all.remove(id)).unwrap_or_default()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -994,7 +974,7 @@ impl Engine {
                     }
                     if !any {
                         let waits: Vec<(u32, i64)> = (0..partitions).map(|p| (p, positions[p as usize])).collect();
-                        wait_any(log.as_ref(), &topic, &waits, IDLE_WAIT);
+                        log.wait_any(&topic, &waits, IDLE_WAIT);
                     }
                 }
             }
@@ -1013,9 +993,20 @@ fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> Option<JoinHa
     }
 }
 
-/// Waits until any of the partitions has records past its position, or `timeout` passes.
-fn wait_any(log: &dyn EventLog, topic: &str, positions: &[(u32, i64)], timeout: Duration) {
-    log.wait_any(topic, positions, timeout);
+/// Every persistent query's committed positions (query id -> partition -> next offset), from
+/// the offsets topic.
+fn read_commits(log: &dyn EventLog) -> Result<HashMap<String, HashMap<u32, i64>>, SqlError> {
+    let mut committed: HashMap<String, HashMap<u32, i64>> = HashMap::new();
+    for r in read_all(log, OFFSETS_TOPIC)? {
+        let (Some(k), Some(v)) = (&r.key, &r.value) else { continue };
+        let (Ok(k), Ok(v)) = (std::str::from_utf8(k), std::str::from_utf8(v)) else { continue };
+        if let (Some((query, p)), Ok(offset)) = (k.rsplit_once('/'), v.parse::<i64>())
+            && let Ok(p) = p.parse::<u32>()
+        {
+            committed.entry(query.to_string()).or_default().insert(p, offset);
+        }
+    }
+    Ok(committed)
 }
 
 /// Every record of a topic, from the start to its end as of now.
@@ -1165,7 +1156,7 @@ fn run_persistent(
         }
         if advanced.is_empty() {
             let waits: Vec<(u32, i64)> = (0..source.partitions).map(|q| (q, positions[q as usize])).collect();
-            wait_any(log, &source.topic, &waits, IDLE_WAIT);
+            log.wait_any(&source.topic, &waits, IDLE_WAIT);
             continue;
         }
         // Outputs first (durably), then the positions: a crash in between repeats records
@@ -1235,7 +1226,7 @@ fn run_push(
         }
         if !any {
             let waits: Vec<(u32, i64)> = (0..source.partitions).map(|q| (q, positions[q as usize])).collect();
-            wait_any(log, &source.topic, &waits, IDLE_WAIT);
+            log.wait_any(&source.topic, &waits, IDLE_WAIT);
         }
     }
     Ok(())
@@ -1275,7 +1266,7 @@ fn materialize(log: &dyn EventLog, desc: &SourceDesc, state: &TableState) {
         }
         if !any {
             let waits: Vec<(u32, i64)> = (0..desc.partitions).map(|q| (q, positions[q as usize])).collect();
-            wait_any(log, &desc.topic, &waits, IDLE_WAIT);
+            log.wait_any(&desc.topic, &waits, IDLE_WAIT);
         }
     }
 }

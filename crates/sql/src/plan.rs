@@ -92,16 +92,7 @@ pub fn plan(
                     items.push((Expr::Column { source: Some(alias.clone()), name: f.name.clone() }, None));
                 }
             }
-            SelectItem::Expr { expr, alias } => {
-                if let Expr::Function { name, .. } = expr
-                    && crate::functions::is_aggregate(name)
-                {
-                    return Err(sql_err(format!(
-                        "{name} is an aggregate function: aggregations come with the second part of the SQL engine"
-                    )));
-                }
-                items.push((expr.clone(), alias.clone()))
-            }
+            SelectItem::Expr { expr, alias } => items.push((expr.clone(), alias.clone())),
         }
     }
     let mut columns: Vec<(Field, Compiled)> = Vec::new();
