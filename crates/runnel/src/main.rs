@@ -230,7 +230,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let broker = Broker::bind(config, log.clone()).await?;
         // The SQL engine replays its stored statements and resumes its persistent queries.
         let sql_log: Arc<dyn runnel_sql::EventLog> = Arc::new(runnel_sql::InProcessLog::new(log.clone()));
-        let sql = tokio::task::spawn_blocking(move || runnel_sql::Engine::open(sql_log))
+        // Stateful queries keep local snapshots of their state here (their changelog topics
+        // are the durable copy).
+        let state_dir = args.data_dir.join("sql-state");
+        let sql = tokio::task::spawn_blocking(move || runnel_sql::Engine::open_with_state(sql_log, Some(state_dir)))
             .await?
             .context("cannot start the SQL engine")?;
         let http = runnel_http::HttpServer::bind(http_listener, &broker)

@@ -61,6 +61,12 @@ pub enum Statement {
         name: String,
         delete_topic: bool,
     },
+    /// `REPLAY [QUERY] query_id FROM BEGINNING | FROM OFFSET n | FROM 'timestamp' | FROM ms`:
+    /// resets a persistent query's input positions and re-derives its output from history.
+    Replay {
+        query_id: String,
+        from: ReplayFrom,
+    },
     /// `TERMINATE query_id` or `TERMINATE ALL`.
     Terminate {
         query_id: Option<String>,
@@ -86,6 +92,18 @@ pub enum Statement {
     Undefine {
         name: String,
     },
+}
+
+/// Where REPLAY starts each input partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayFrom {
+    Beginning,
+    /// The same offset in every partition (or the partition's start, if later).
+    Offset(u64),
+    /// The first record at or after a time, given as text (ISO 8601).
+    Timestamp(String),
+    /// The first record at or after a time in epoch milliseconds.
+    TimestampMs(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,8 +172,16 @@ pub struct Query {
     pub group_by: Vec<Expr>,
     pub having: Option<Expr>,
     pub partition_by: Vec<Expr>,
+    /// Pull queries: the order of the rows (beyond ksqlDB).
+    pub order_by: Vec<OrderBy>,
     pub emit: Option<Emit>,
     pub limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderBy {
+    pub expr: Expr,
+    pub descending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

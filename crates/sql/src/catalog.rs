@@ -24,6 +24,8 @@ pub const COLUMNS_MAX: usize = 10_000;
 pub const ROWTIME: &str = "ROWTIME";
 pub const ROWPARTITION: &str = "ROWPARTITION";
 pub const ROWOFFSET: &str = "ROWOFFSET";
+pub const WINDOWSTART: &str = "WINDOWSTART";
+pub const WINDOWEND: &str = "WINDOWEND";
 /// Columns every source has before its own.
 pub const SYSTEM_COLUMNS: usize = 3;
 
@@ -58,6 +60,9 @@ pub struct SourceDesc {
     pub statement: String,
     /// The persistent query writing it (CREATE ... AS SELECT), if any.
     pub written_by: Option<String>,
+    /// A windowed table (a windowed aggregation's output): its keys carry the window, and
+    /// its rows have WINDOWSTART and WINDOWEND after the key columns.
+    pub window: Option<crate::stateful::Window>,
 }
 
 impl SourceDesc {
@@ -70,6 +75,10 @@ impl SourceDesc {
         for f in &self.key_columns {
             scope.push(Some(alias), &f.name, f.ty.clone());
         }
+        if self.window.is_some() {
+            scope.push(Some(alias), WINDOWSTART, SqlType::Bigint);
+            scope.push(Some(alias), WINDOWEND, SqlType::Bigint);
+        }
         for f in &self.value_columns {
             scope.push(Some(alias), &f.name, f.ty.clone());
         }
@@ -79,10 +88,61 @@ impl SourceDesc {
         scope
     }
 
+    /// Columns before the value columns in a row: system, key and window columns.
+    pub fn value_offset(&self) -> usize {
+        SYSTEM_COLUMNS + self.key_columns.len() + if self.window.is_some() { 2 } else { 0 }
+    }
+
+    /// Splits a record key into the key columns' bytes and the window (start, end) of a
+    /// windowed table, as Kafka Streams lays them out: the key then the window start (8 bytes,
+    /// big-endian) for time windows, the key then the end then the start for sessions.
+    pub fn split_key<'a>(&self, key: Option<&'a [u8]>) -> Result<WindowedKey<'a>, FormatError> {
+        let Some(window) = self.window else { return Ok((key, None)) };
+        let key = key.ok_or_else(|| FormatError("a windowed key is missing".into()))?;
+        let read = |b: &[u8]| -> i64 { i64::from_be_bytes(b.try_into().unwrap_or([0; 8])) };
+        match window {
+            crate::stateful::Window::Session { .. } => {
+                if key.len() < 16 {
+                    return Err(FormatError("a session-windowed key is shorter than 16 bytes".into()));
+                }
+                let (inner, tail) = key.split_at(key.len() - 16);
+                Ok((Some(inner), Some((read(&tail[8..]), read(&tail[..8])))))
+            }
+            crate::stateful::Window::Tumbling { size } | crate::stateful::Window::Hopping { size, .. } => {
+                if key.len() < 8 {
+                    return Err(FormatError("a windowed key is shorter than 8 bytes".into()));
+                }
+                let (inner, tail) = key.split_at(key.len() - 8);
+                let start = read(tail);
+                Ok((Some(inner), Some((start, start.saturating_add(size)))))
+            }
+        }
+    }
+
+    /// The record key bytes for key bytes and a window.
+    pub fn window_key(&self, key: Option<Vec<u8>>, window: Option<(i64, i64)>) -> Option<Vec<u8>> {
+        let (Some(w), Some((start, end))) = (self.window, window) else { return key };
+        let mut key = key.unwrap_or_default();
+        if matches!(w, crate::stateful::Window::Session { .. }) {
+            key.extend_from_slice(&end.to_be_bytes());
+        }
+        key.extend_from_slice(&start.to_be_bytes());
+        Some(key)
+    }
+
     /// Key, value and header columns (what `SELECT *` returns).
     pub fn columns(&self) -> Vec<Field> {
+        let window: Vec<Field> = if self.window.is_some() {
+            vec![
+                Field { name: WINDOWSTART.into(), ty: SqlType::Bigint },
+                Field { name: WINDOWEND.into(), ty: SqlType::Bigint },
+            ]
+        } else {
+            Vec::new()
+        };
         self.key_columns
             .iter()
+            .chain(&window)
             .chain(&self.value_columns)
             .cloned()
             .chain(self.header_columns.iter().map(|(f, _)| f.clone()))
@@ -110,7 +170,12 @@ impl SourceDesc {
         row.push(Value::Bigint(r.timestamp));
         row.push(Value::Int(r.partition as i32));
         row.push(Value::Bigint(r.offset));
-        row.extend(key.deserialize(r.key.as_deref())?);
+        let (key_bytes, window) = self.split_key(r.key.as_deref())?;
+        row.extend(key.deserialize(key_bytes)?);
+        if let Some((start, end)) = window {
+            row.push(Value::Bigint(start));
+            row.push(Value::Bigint(end));
+        }
         if self.value_format == Format::None {
             row.extend(std::iter::repeat_n(Value::Null, self.value_columns.len()));
         } else {
@@ -120,13 +185,8 @@ impl SourceDesc {
             row.push(header_value(r, which.as_deref()));
         }
         if let Some((column, format)) = &self.timestamp {
-            let index = SYSTEM_COLUMNS
-                + self.key_columns.len()
-                + self
-                    .value_columns
-                    .iter()
-                    .position(|f| &f.name == column)
-                    .unwrap_or(usize::MAX - SYSTEM_COLUMNS - self.key_columns.len());
+            let index = self.value_offset()
+                + self.value_columns.iter().position(|f| &f.name == column).unwrap_or(usize::MAX - self.value_offset());
             row[0] = match row.get(index) {
                 Some(Value::Bigint(ms)) | Some(Value::Timestamp(ms)) => Value::Bigint(*ms),
                 Some(Value::String(text)) => {
@@ -194,6 +254,9 @@ fn parse_timestamp_column(text: &str, format: Option<&str>) -> Result<i64, Strin
         Some(pattern) => crate::functions::parse_with_pattern(text, pattern).map_err(|e| e.0),
     }
 }
+
+/// A record key split into the key columns' bytes and the window of a windowed table.
+pub type WindowedKey<'a> = (Option<&'a [u8]>, Option<(i64, i64)>);
 
 /// The type of the `HEADERS` column.
 pub fn headers_type() -> SqlType {
@@ -398,6 +461,7 @@ pub fn describe_create(
         value_delimiter: options.value_delimiter,
         statement: statement.to_string(),
         written_by: None,
+        window: None,
     };
     desc.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
     desc.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;

@@ -56,6 +56,14 @@ impl Session {
     fn earliest(&self) -> bool {
         self.properties.get("auto.offset.reset").is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
     }
+
+    /// Whether aggregations emit each changed row once per round (ksqlDB's record cache) rather
+    /// than after every record: `cache.max.bytes.buffering` = 0 turns the cache off.
+    fn cache(&self) -> bool {
+        !["cache.max.bytes.buffering", "ksql.streams.cache.max.bytes.buffering"]
+            .iter()
+            .any(|k| self.properties.get(*k).is_some_and(|v| v.trim() == "0"))
+    }
 }
 
 /// What a statement did or returned.
@@ -134,6 +142,26 @@ struct RunningQuery {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Input records processed since it started.
+    processed: Arc<AtomicU64>,
+    /// Whether it keeps state in a changelog (aggregations, joins).
+    stateful: bool,
+    /// What it runs, to start it again (REPLAY).
+    restart: Restart,
+}
+
+/// A persistent query's plan, sink and settings.
+#[derive(Clone)]
+struct Restart {
+    plan: QueryPlan,
+    sink: Arc<SourceDesc>,
+    session: Session,
+}
+
+#[derive(Clone)]
+enum QueryPlan {
+    Stateless(Box<Plan>),
+    Stateful(Box<crate::stateful::StatefulPlan>),
 }
 
 /// A table's current rows, kept by its materializer.
@@ -161,6 +189,8 @@ pub struct Engine {
     replay_query_id: Mutex<Option<String>>,
     /// Serializes statements that change the catalog (and their command-topic records).
     ddl: Mutex<()>,
+    /// Where stateful queries keep their state snapshots (none: rebuilt from changelogs).
+    state_dir: Option<std::path::PathBuf>,
 }
 
 fn commit_key(query: &str, partition: u32) -> String {
@@ -171,6 +201,17 @@ impl Engine {
     /// Opens the engine over `log`: creates the internal topics, then replays the command
     /// topic (definitions, persistent queries from their committed positions).
     pub fn open(log: Arc<dyn EventLog>) -> Result<Arc<Engine>, SqlError> {
+        Engine::open_with_state(log, None)
+    }
+
+    /// Opens the engine with a directory for the local snapshots of stateful queries' state.
+    pub fn open_with_state(
+        log: Arc<dyn EventLog>,
+        state_dir: Option<std::path::PathBuf>,
+    ) -> Result<Arc<Engine>, SqlError> {
+        if let Some(dir) = &state_dir {
+            std::fs::create_dir_all(dir).map_err(|e| sql_err(format!("state directory {}: {e}", dir.display())))?;
+        }
         let failure = |e: crate::eventlog::LogFailure| sql_err(format!("SQL engine internal topics: {e}"));
         log.create_topic(COMMAND_TOPIC, 1, false).map_err(failure)?;
         log.create_topic(OFFSETS_TOPIC, 1, true).map_err(failure)?;
@@ -187,6 +228,7 @@ impl Engine {
             push_seq: AtomicU64::new(0),
             replay_query_id: Mutex::new(None),
             ddl: Mutex::new(()),
+            state_dir,
         });
         // Committed positions.
         let committed = read_commits(log.as_ref())?;
@@ -245,6 +287,11 @@ impl Engine {
                 info
             })
             .collect()
+    }
+
+    /// Input records a persistent query has processed since it started (benchmarks, tests).
+    pub fn query_processed(&self, id: &str) -> Option<u64> {
+        self.lock().queries.get(id).map(|q| q.processed.load(Ordering::Relaxed))
     }
 
     /// Stops every query thread (the log is shut down afterwards by its owner).
@@ -477,6 +524,12 @@ impl Engine {
                             if let Some(t) = q.thread.take() {
                                 let _ = t.join();
                             }
+                            if q.stateful {
+                                // Its state dies with it, as ksqlDB deletes a terminated
+                                // query's internal topics.
+                                crate::store::QueryStore::destroy(self.log.as_ref(), id, self.state_dir.as_deref())
+                                    .map_err(|e| sql_err(e.0))?;
+                            }
                         }
                         None if replay => {}
                         None => return Err(sql_err(format!("query {id} does not exist"))),
@@ -484,6 +537,10 @@ impl Engine {
                 }
                 self.record_command(text, session, replay)?;
                 Ok(Outcome::Status { message: format!("Query terminated: {}", ids.join(", ")), query_id: None })
+            }
+            Statement::Replay { query_id, from } => {
+                let _ddl = self.ddl.lock().unwrap_or_else(|e| e.into_inner());
+                self.replay_query(&query_id, &from)
             }
             Statement::Print { topic, from_beginning, interval, limit } => {
                 self.print(&topic, from_beginning, interval, limit)
@@ -606,6 +663,9 @@ impl Engine {
                 )));
             }
         }
+        if crate::stateful::is_stateful(&c.query) {
+            return self.create_stateful(c, text, session, replay);
+        }
         if c.query.emit == Some(Emit::Final) {
             return Err(sql_err("EMIT FINAL needs a windowed aggregation"));
         }
@@ -644,6 +704,7 @@ impl Engine {
             value_delimiter: options.value_delimiter,
             statement: text.to_string(),
             written_by: None,
+            window: None,
         };
         sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
         sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
@@ -684,7 +745,7 @@ impl Engine {
         sink.written_by = Some(id.clone());
         let sink = Arc::new(sink);
         self.register(sink.clone());
-        self.start_persistent(id.clone(), text, p, sink, session.earliest());
+        self.start_persistent(id.clone(), text, p, sink, session);
         Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
     }
 
@@ -701,24 +762,300 @@ impl Engine {
             return Err(sql_err(format!("INSERT INTO writes to streams; {target} is a table")));
         }
         let lookup = |n: &str| self.source(n);
-        let p = plan(query, &lookup, Purpose::Persistent)?;
-        let (keys, values) = (p.key_fields(), p.value_fields());
-        if keys != sink.key_columns || values != sink.value_columns {
-            let show = |fs: &[Field]| {
-                fs.iter().map(|f| format!("{} {}", quote_ident(&f.name), f.ty)).collect::<Vec<_>>().join(", ")
-            };
-            return Err(sql_err(format!(
-                "Incompatible schema between results and sink: result key ({}) value ({}), sink key ({}) value ({})",
-                show(&keys),
-                show(&values),
-                show(&sink.key_columns),
-                show(&sink.value_columns)
-            )));
+        if crate::stateful::is_stateful(query) {
+            let p = crate::stateful::plan_stateful(query, &lookup, Purpose::Persistent)?;
+            if p.output != SourceKind::Stream {
+                return Err(sql_err("INSERT INTO a stream needs a query that gives a stream; this one gives a table"));
+            }
+            check_sink_schema(&p.key_fields(), &p.value_fields(), &sink)?;
+            let id = self.next_query_id("INSERTQUERY", target);
+            self.record_query_command(text, session, replay, Some(&id))?;
+            self.start_stateful(id.clone(), text, p, sink, session);
+            return Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) });
         }
+        let p = plan(query, &lookup, Purpose::Persistent)?;
+        check_sink_schema(&p.key_fields(), &p.value_fields(), &sink)?;
         let id = self.next_query_id("INSERTQUERY", target);
         self.record_query_command(text, session, replay, Some(&id))?;
-        self.start_persistent(id.clone(), text, p, sink, session.earliest());
+        self.start_persistent(id.clone(), text, p, sink, session);
         Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+    }
+
+    /// CREATE STREAM|TABLE ... AS SELECT with a join or an aggregation.
+    fn create_stateful(
+        self: &Arc<Self>,
+        c: &CreateAsSelect,
+        text: &str,
+        session: &Session,
+        replay: bool,
+    ) -> Result<Outcome, SqlError> {
+        let lookup = |n: &str| self.source(n);
+        let p = crate::stateful::plan_stateful(&c.query, &lookup, Purpose::Persistent)?;
+        if p.output != c.kind {
+            let why = if p.aggregate.is_some() {
+                "an aggregation (GROUP BY) gives a table"
+            } else if p.output == SourceKind::Table {
+                "a join of tables gives a table"
+            } else {
+                "a join with a stream gives a stream"
+            };
+            return Err(sql_err(format!(
+                "CREATE {} AS SELECT: {why}; use CREATE {} {} AS SELECT ...",
+                c.kind, p.output, c.name
+            )));
+        }
+        if c.or_replace && self.lock().queries.values().any(|q| q.info.sink.as_deref() == Some(&c.name)) {
+            return Err(sql_err(format!(
+                "CREATE OR REPLACE cannot change a running aggregation or join: TERMINATE its query and DROP {} first, or REPLAY it",
+                c.name
+            )));
+        }
+        if self.lock().queries.len() >= PERSISTENT_QUERIES_MAX {
+            return Err(sql_err(format!("at most {PERSISTENT_QUERIES_MAX} persistent queries")));
+        }
+        let first = &p.inputs[0].source;
+        let options = SourceOptions::from_properties(&c.properties, Some(first.value_format))?;
+        let topic = options.topic.clone().unwrap_or_else(|| c.name.clone());
+        let widest = p.inputs.iter().map(|i| i.source.partitions).max().unwrap_or(DEFAULT_PARTITIONS);
+        let partitions = options.partitions.or(self.log.partitions(&topic)).unwrap_or(widest.max(DEFAULT_PARTITIONS));
+        let key_fields = p.key_fields();
+        let key_format = if c.properties.contains_key("KEY_FORMAT") || c.properties.contains_key("FORMAT") {
+            options.key_format
+        } else {
+            // The first source's key format when it can carry the key; else JSON.
+            let inherited = crate::format::Serde::new(first.key_format, key_fields.clone());
+            if inherited.validate("KEY").is_ok() { first.key_format } else { crate::format::Format::Json }
+        };
+        let window = p.window().map(|w| w.window);
+        if window.is_some()
+            && let Some(f) = p.value_fields().iter().find(|f| f.name == "WINDOWSTART" || f.name == "WINDOWEND")
+        {
+            return Err(sql_err(format!(
+                "{} is a column of every windowed table already: give the selected one another name with AS",
+                f.name
+            )));
+        }
+        let sink = SourceDesc {
+            name: c.name.clone(),
+            kind: c.kind,
+            topic: topic.clone(),
+            partitions,
+            key_format,
+            value_format: options.value_format,
+            key_columns: key_fields,
+            value_columns: p.value_fields(),
+            header_columns: Vec::new(),
+            timestamp: None,
+            wrap_single_value: options.wrap_single_value,
+            value_delimiter: options.value_delimiter,
+            statement: text.to_string(),
+            written_by: None,
+            window,
+        };
+        if c.kind == SourceKind::Table && sink.key_columns.is_empty() {
+            return Err(sql_err("the table has no key column: include its key in the projection"));
+        }
+        sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
+        sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
+        self.log.create_topic(&topic, partitions, c.kind == SourceKind::Table).map_err(|e| sql_err(e.0))?;
+        let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
+        let id = self.next_query_id(prefix, &c.name);
+        self.record_query_command(text, session, replay, Some(&id))?;
+        let mut sink = sink;
+        sink.written_by = Some(id.clone());
+        let sink = Arc::new(sink);
+        self.register(sink.clone());
+        self.start_stateful(id.clone(), text, p, sink, session);
+        Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+    }
+
+    fn start_stateful(
+        self: &Arc<Self>,
+        id: String,
+        text: &str,
+        p: crate::stateful::StatefulPlan,
+        sink: Arc<SourceDesc>,
+        session: &Session,
+    ) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failure = Arc::new(Mutex::new(None));
+        let processed = Arc::new(AtomicU64::new(0));
+        let restart =
+            Restart { plan: QueryPlan::Stateful(Box::new(p.clone())), sink: sink.clone(), session: session.clone() };
+        let info = QueryInfo {
+            id: id.clone(),
+            statement: text.to_string(),
+            sink: Some(sink.name.clone()),
+            sources: p.source_names(),
+            state: "RUNNING".into(),
+        };
+        let earliest = session.earliest();
+        let cache = session.cache();
+        let thread = spawn_named(format!("sql-{id}"), {
+            let (log, stop, failure, id, processed, state_dir) = (
+                self.log.clone(),
+                stop.clone(),
+                failure.clone(),
+                id.clone(),
+                processed.clone(),
+                self.state_dir.clone(),
+            );
+            move || {
+                let running = crate::runner::Running {
+                    log: &log,
+                    id: &id,
+                    sink: &sink,
+                    state_dir: state_dir.as_deref(),
+                    earliest,
+                    cache,
+                    stop: &stop,
+                    processed: &processed,
+                };
+                if let Err(e) = crate::runner::run_stateful(Arc::new(p), running) {
+                    tracing::error!(query = %id, error = %e, "persistent query failed");
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                }
+            }
+        });
+        self.lock()
+            .queries
+            .insert(id, RunningQuery { info, stop, thread, failure, processed, stateful: true, restart });
+    }
+
+    /// A push query with a join or an aggregation.
+    fn select_stateful(self: &Arc<Self>, q: &Query, session: &Session) -> Result<Outcome, SqlError> {
+        let lookup = |n: &str| self.source(n);
+        let p = crate::stateful::plan_stateful(q, &lookup, Purpose::Transient)?;
+        if q.emit.is_none() {
+            if p.inputs.len() == 1 && p.aggregate.is_some() && p.inputs[0].source.kind == SourceKind::Table {
+                return self.pull_aggregate(p, &q.order_by);
+            }
+            return Err(sql_err(
+                "a join or aggregation over streams is a push query: add EMIT CHANGES (pull queries read tables; create one with CREATE TABLE ... AS SELECT)",
+            ));
+        }
+        let id = format!("transient_{}_{}", p.inputs[0].source.name, self.push_seq.fetch_add(1, Ordering::Relaxed) + 1);
+        let (tx, rx) = mpsc::sync_channel(PUSH_QUEUE_ROWS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let columns = p.fields();
+        let earliest = session.earliest();
+        spawn_named(format!("sql-{id}"), {
+            let (log, stop) = (self.log.clone(), stop.clone());
+            move || {
+                if let Err(e) = crate::runner::run_stateful_push(log.as_ref(), Arc::new(p), earliest, &tx, &stop) {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        Ok(Outcome::Stream(PushStream { id, columns, rows: rx, stop }))
+    }
+
+    /// REPLAY: stops a persistent query, moves its input positions back (or forward) and starts
+    /// it again. An aggregation or join also starts from empty state, and a table it writes is
+    /// cleared first (a tombstone per key), so the table is re-derived from history. The reset
+    /// positions and state are durable before it restarts; the statement itself is not stored.
+    fn replay_query(self: &Arc<Self>, id: &str, from: &crate::ast::ReplayFrom) -> Result<Outcome, SqlError> {
+        use crate::ast::ReplayFrom;
+        let Some(mut q) = self.lock().queries.remove(id) else {
+            return Err(sql_err(format!("query {id} does not exist (SHOW QUERIES lists them)")));
+        };
+        q.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = q.thread.take() {
+            let _ = t.join();
+        }
+        let restart = q.restart.clone();
+        let sources: Vec<Arc<SourceDesc>> = match &restart.plan {
+            QueryPlan::Stateless(p) => vec![p.source.clone()],
+            QueryPlan::Stateful(p) => p.inputs.iter().map(|i| i.source.clone()).collect(),
+        };
+        let position = |source: &SourceDesc, partition: u32| -> Result<i64, SqlError> {
+            let (start, end) = self.log.offsets(&source.topic, partition).map_err(|e| sql_err(e.0))?;
+            Ok(match from {
+                ReplayFrom::Beginning => start,
+                ReplayFrom::Offset(n) => (*n as i64).clamp(start, end),
+                ReplayFrom::TimestampMs(ms) => {
+                    self.log.offset_for_time(&source.topic, partition, *ms as i64).map_err(|e| sql_err(e.0))?
+                }
+                ReplayFrom::Timestamp(text) => {
+                    let ms = crate::functions::parse_iso_timestamp(text).ok_or_else(|| {
+                        sql_err(format!(
+                            "cannot read {text:?} as a timestamp: use ISO 8601, e.g. '2026-11-27T10:00:00Z'"
+                        ))
+                    })?;
+                    self.log.offset_for_time(&source.topic, partition, ms).map_err(|e| sql_err(e.0))?
+                }
+            })
+        };
+        let text = q.info.statement.clone();
+        let result = (|| -> Result<(), SqlError> {
+            match &restart.plan {
+                QueryPlan::Stateless(_) => {
+                    let source = &sources[0];
+                    let mut commits = Vec::new();
+                    for partition in 0..source.partitions {
+                        commits.push(OutRecord {
+                            key: Some(commit_key(id, partition).into_bytes().into()),
+                            value: Some(position(source, partition)?.to_string().into_bytes().into()),
+                            headers: Vec::new(),
+                            timestamp: crate::functions::now_ms(),
+                        });
+                    }
+                    self.log.append(OFFSETS_TOPIC, 0, &commits, true).map_err(|e| sql_err(e.0))?;
+                    self.lock().committed.remove(id);
+                }
+                QueryPlan::Stateful(p) => {
+                    let sink = &restart.sink;
+                    if sink.kind == SourceKind::Table {
+                        self.clear_table(sink)?;
+                    }
+                    crate::store::QueryStore::destroy(self.log.as_ref(), id, self.state_dir.as_deref())
+                        .map_err(|e| sql_err(e.0))?;
+                    let mut checkpoint = crate::store::Checkpoint { stream_time: i64::MIN, ..Default::default() };
+                    for (i, input) in p.inputs.iter().enumerate() {
+                        for partition in 0..input.source.partitions {
+                            checkpoint.positions.insert((i as u32, partition), position(&input.source, partition)?);
+                        }
+                    }
+                    let (mut store, _) =
+                        crate::store::QueryStore::open(self.log.clone(), id, self.state_dir.as_deref())
+                            .map_err(|e| sql_err(e.0))?;
+                    store.commit(Vec::new(), &checkpoint).map_err(|e| sql_err(e.0))?;
+                }
+            }
+            Ok(())
+        })();
+        // Started again whatever happened, so a failed REPLAY leaves the query running.
+        match restart.plan {
+            QueryPlan::Stateless(p) => self.start_persistent(id.to_string(), &text, *p, restart.sink, &restart.session),
+            QueryPlan::Stateful(p) => self.start_stateful(id.to_string(), &text, *p, restart.sink, &restart.session),
+        }
+        result?;
+        Ok(Outcome::Status { message: format!("Query {id} is replaying"), query_id: Some(id.to_string()) })
+    }
+
+    /// Writes a tombstone for every key of a table's topic whose latest record is not one.
+    fn clear_table(&self, sink: &SourceDesc) -> Result<(), SqlError> {
+        let mut live: BTreeMap<(u32, bytes::Bytes), bool> = BTreeMap::new();
+        for r in read_all(self.log.as_ref(), &sink.topic)? {
+            if let Some(k) = r.key {
+                live.insert((r.partition, k), r.value.is_some());
+            }
+        }
+        let mut by_partition: BTreeMap<u32, Vec<OutRecord>> = BTreeMap::new();
+        for ((partition, key), alive) in live {
+            if alive {
+                by_partition.entry(partition).or_default().push(OutRecord {
+                    key: Some(key),
+                    value: None,
+                    headers: Vec::new(),
+                    timestamp: crate::functions::now_ms(),
+                });
+            }
+        }
+        for (partition, records) in by_partition {
+            self.log.append(&sink.topic, partition, &records, true).map_err(|e| sql_err(e.0))?;
+        }
+        Ok(())
     }
 
     fn next_query_id(&self, prefix: &str, name: &str) -> String {
@@ -729,7 +1066,10 @@ impl Engine {
         if prefix == "INSERTQUERY" { format!("INSERTQUERY_{n}") } else { format!("{prefix}_{name}_{n}") }
     }
 
-    fn start_persistent(self: &Arc<Self>, id: String, text: &str, p: Plan, sink: Arc<SourceDesc>, earliest: bool) {
+    fn start_persistent(self: &Arc<Self>, id: String, text: &str, p: Plan, sink: Arc<SourceDesc>, session: &Session) {
+        let earliest = session.earliest();
+        let restart =
+            Restart { plan: QueryPlan::Stateless(Box::new(p.clone())), sink: sink.clone(), session: session.clone() };
         let stop = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
         let stored = self.lock().committed.remove(&id);
@@ -744,16 +1084,20 @@ impl Engine {
             sources: vec![p.source.name.clone()],
             state: "RUNNING".into(),
         };
+        let processed = Arc::new(AtomicU64::new(0));
         let thread = spawn_named(format!("sql-{id}"), {
-            let (log, stop, failure, id) = (self.log.clone(), stop.clone(), failure.clone(), id.clone());
+            let (log, stop, failure, id, processed) =
+                (self.log.clone(), stop.clone(), failure.clone(), id.clone(), processed.clone());
             move || {
-                if let Err(e) = run_persistent(log.as_ref(), &id, &p, &sink, &committed, earliest, &stop) {
+                if let Err(e) = run_persistent(log.as_ref(), &id, &p, &sink, &committed, earliest, &stop, &processed) {
                     tracing::error!(query = %id, error = %e, "persistent query failed");
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                 }
             }
         });
-        self.lock().queries.insert(id, RunningQuery { info, stop, thread, failure });
+        self.lock()
+            .queries
+            .insert(id, RunningQuery { info, stop, thread, failure, processed, stateful: false, restart });
     }
 
     /// The last committed positions of a query, read from the offsets topic (a query replaced
@@ -849,10 +1193,13 @@ impl Engine {
     }
 
     fn select(self: &Arc<Self>, q: &Query, session: &Session) -> Result<Outcome, SqlError> {
+        if crate::stateful::is_stateful(q) {
+            return self.select_stateful(q, session);
+        }
         let lookup = |n: &str| self.source(n);
         let p = plan(q, &lookup, Purpose::Transient)?;
         if q.emit.is_none() {
-            return self.pull(&p);
+            return self.pull(&p, &q.order_by);
         }
         if q.emit == Some(Emit::Final) {
             return Err(sql_err("EMIT FINAL needs a windowed aggregation"));
@@ -874,7 +1221,7 @@ impl Engine {
     }
 
     /// A pull query over a table's current rows (a key lookup when WHERE fixes the key).
-    fn pull(&self, p: &Plan) -> Result<Outcome, SqlError> {
+    fn pull(&self, p: &Plan, order_by: &[crate::ast::OrderBy]) -> Result<Outcome, SqlError> {
         if p.source.kind != SourceKind::Table {
             return Err(sql_err(format!(
                 "Pull queries on streams are not supported: add EMIT CHANGES for a push query over {}",
@@ -890,8 +1237,15 @@ impl Engine {
         let rows = table.rows.read().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         let limit = p.limit.map(|l| l as usize).unwrap_or(PULL_ROWS_MAX).min(PULL_ROWS_MAX);
+        // With ORDER BY every matching row is collected, then sorted and cut to the limit.
+        let collect = if order_by.is_empty() { limit } else { PULL_ROWS_MAX };
         for row in rows.values() {
-            if out.len() >= limit {
+            if out.len() >= collect {
+                if !order_by.is_empty() {
+                    return Err(sql_err(format!(
+                        "more than {PULL_ROWS_MAX} rows to order: narrow the query with WHERE"
+                    )));
+                }
                 break;
             }
             if let Some(f) = &p.filter
@@ -903,7 +1257,43 @@ impl Engine {
                 p.columns.iter().map(|(_, c)| c.eval(row)).collect::<Result<Vec<_>, _>>().map_err(|e| sql_err(e.0))?,
             );
         }
-        Ok(Outcome::Rows { columns: p.fields(), rows: out })
+        drop(rows);
+        let columns = p.fields();
+        order_rows(order_by, &columns, &mut out)?;
+        out.truncate(limit);
+        Ok(Outcome::Rows { columns, rows: out })
+    }
+
+    /// A pull query aggregating a table's current rows (GROUP BY over one consistent snapshot).
+    fn pull_aggregate(
+        &self,
+        p: crate::stateful::StatefulPlan,
+        order_by: &[crate::ast::OrderBy],
+    ) -> Result<Outcome, SqlError> {
+        let name = p.inputs[0].source.name.clone();
+        let table = self
+            .lock()
+            .tables
+            .get(&name)
+            .map(|(t, _)| t.clone())
+            .ok_or_else(|| sql_err("table is not materialized"))?;
+        let limit = p.limit.map(|l| l as usize).unwrap_or(PULL_ROWS_MAX).min(PULL_ROWS_MAX);
+        let columns = p.fields();
+        let mut pipeline = crate::operators::Pipeline::new(Arc::new(p), true);
+        {
+            let rows = table.rows.read().unwrap_or_else(|e| e.into_inner());
+            for row in rows.values() {
+                pipeline.process_row(0, row.clone());
+            }
+        }
+        if let Some(f) = pipeline.take_failures().first() {
+            return Err(sql_err(format!("pull query: {}", f.message)));
+        }
+        let mut out: Vec<Vec<Value>> =
+            pipeline.take_output().into_iter().filter(|e| !e.deleted).map(|e| e.row).take(PULL_ROWS_MAX).collect();
+        order_rows(order_by, &columns, &mut out)?;
+        out.truncate(limit);
+        Ok(Outcome::Rows { columns, rows: out })
     }
 
     fn print(
@@ -981,6 +1371,67 @@ impl Engine {
         });
         Ok(Outcome::Stream(PushStream { id, columns, rows: rx, stop }))
     }
+}
+
+/// Sorts pull-query rows by ORDER BY expressions over the selected columns (NULLs last).
+fn order_rows(order_by: &[crate::ast::OrderBy], columns: &[Field], rows: &mut [Vec<Value>]) -> Result<(), SqlError> {
+    if order_by.is_empty() {
+        return Ok(());
+    }
+    let mut scope = Scope::default();
+    for f in columns {
+        scope.push(None, &f.name, f.ty.clone());
+    }
+    let keys: Vec<(crate::expr::Compiled, bool)> = order_by
+        .iter()
+        .map(|o| {
+            let e = crate::stateful::unqualified(&o.expr);
+            compile(&e, &scope)
+                .map(|c| (c, o.descending))
+                .map_err(|e| sql_err(format!("ORDER BY {}: {e} (ORDER BY uses the selected columns)", o.expr)))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut keyed: Vec<(Vec<Value>, Vec<Value>)> = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        let k = keys.iter().map(|(c, _)| c.eval(row).map_err(|e| sql_err(e.0))).collect::<Result<Vec<_>, _>>()?;
+        keyed.push((k, row.clone()));
+    }
+    keyed.sort_by(|(a, _), (b, _)| {
+        for ((x, y), (_, desc)) in a.iter().zip(b).zip(&keys) {
+            let o = match (x.is_null(), y.is_null()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => return std::cmp::Ordering::Greater,
+                (false, true) => return std::cmp::Ordering::Less,
+                _ => x.compare(y).unwrap_or(std::cmp::Ordering::Equal),
+            };
+            let o = if *desc { o.reverse() } else { o };
+            if o != std::cmp::Ordering::Equal {
+                return o;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    for (slot, (_, row)) in rows.iter_mut().zip(keyed) {
+        *slot = row;
+    }
+    Ok(())
+}
+
+/// INSERT INTO: the query's result columns must be the sink's.
+fn check_sink_schema(keys: &[Field], values: &[Field], sink: &SourceDesc) -> Result<(), SqlError> {
+    if keys != sink.key_columns || values != sink.value_columns {
+        let show = |fs: &[Field]| {
+            fs.iter().map(|f| format!("{} {}", quote_ident(&f.name), f.ty)).collect::<Vec<_>>().join(", ")
+        };
+        return Err(sql_err(format!(
+            "Incompatible schema between results and sink: result key ({}) value ({}), sink key ({}) value ({})",
+            show(keys),
+            show(values),
+            show(&sink.key_columns),
+            show(&sink.value_columns)
+        )));
+    }
+    Ok(())
 }
 
 fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<()>> {
@@ -1114,6 +1565,7 @@ fn key_value(p: &Plan, output_index: usize, key: &[Value]) -> Value {
     p.source.key_columns.iter().position(|f| &f.name == name).and_then(|i| key.get(i).cloned()).unwrap_or(Value::Null)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_persistent(
     log: &dyn EventLog,
     id: &str,
@@ -1122,6 +1574,7 @@ fn run_persistent(
     committed: &HashMap<u32, i64>,
     earliest: bool,
     stop: &AtomicBool,
+    processed: &AtomicU64,
 ) -> Result<(), String> {
     let source = &p.source;
     let (key_serde, value_serde) = (source.key_serde(), source.value_serde());
@@ -1140,6 +1593,7 @@ fn run_persistent(
             if batch.next_offset == positions[part as usize] {
                 continue;
             }
+            processed.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
             for r in &batch.records {
                 match process(p, &key_serde, &value_serde, r) {
                     Step::Out(keys, values, ts) => {
@@ -1249,9 +1703,13 @@ fn materialize(log: &dyn EventLog, desc: &SourceDesc, state: &TableState) {
             let mut rows = state.rows.write().unwrap_or_else(|e| e.into_inner());
             for r in &batch.records {
                 let mut key = Vec::new();
-                match key_serde.deserialize(r.key.as_deref()) {
+                let Ok((key_bytes, window)) = desc.split_key(r.key.as_deref()) else { continue };
+                match key_serde.deserialize(key_bytes) {
                     Ok(k) => k.iter().for_each(|v| v.key_bytes(&mut key)),
                     Err(_) => continue,
+                }
+                if let Some((start, _)) = window {
+                    key.extend_from_slice(&start.to_be_bytes());
                 }
                 match desc.decode(&key_serde, &value_serde, r) {
                     Ok(Some(row)) => {

@@ -61,9 +61,24 @@ pub trait EventLog: Send + Sync {
     /// Creates a topic; an existing topic is fine when it has `partitions`.
     fn create_topic(&self, topic: &str, partitions: u32, compacted: bool) -> Result<(), LogFailure>;
     fn delete_topic(&self, topic: &str) -> Result<(), LogFailure>;
+    /// Creates an internal topic whose batches may reach `max_message_bytes` (state changelogs).
+    /// The default ignores the limit.
+    fn create_internal_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+        compacted: bool,
+        max_message_bytes: u32,
+    ) -> Result<(), LogFailure> {
+        let _ = max_message_bytes;
+        self.create_topic(topic, partitions, compacted)
+    }
     /// Appends records to a partition and returns the first offset; with `durable` it returns
     /// once they are fsynced.
     fn append(&self, topic: &str, partition: u32, records: &[OutRecord], durable: bool) -> Result<i64, LogFailure>;
+    /// Appends records as one batch, so that after a crash either all of them are in the
+    /// log or none is, and returns once they are fsynced.
+    fn append_atomic(&self, topic: &str, partition: u32, records: &[OutRecord]) -> Result<i64, LogFailure>;
     /// Reads records from `offset` (whole batches, at most about `max_bytes`).
     fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize) -> Result<ReadBatch, LogFailure>;
     /// (log start offset, end offset) of a partition.
@@ -171,6 +186,45 @@ impl EventLog for InProcessLog {
 
     fn delete_topic(&self, topic: &str) -> Result<(), LogFailure> {
         self.log.delete_topic(topic).map_err(log_failure)
+    }
+
+    fn create_internal_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+        compacted: bool,
+        max_message_bytes: u32,
+    ) -> Result<(), LogFailure> {
+        if self.log.topic(topic).is_some() {
+            return self.create_topic(topic, partitions, compacted);
+        }
+        let mut config = self.log.config().topic_defaults.clone();
+        let set = |config: &mut runnel_log::TopicConfig, k: &str, v: &str| {
+            config.set(k, v).map_err(|e| LogFailure(e.to_string()))
+        };
+        if compacted {
+            set(&mut config, "cleanup.policy", "compact")?;
+        }
+        set(&mut config, "max.message.bytes", &max_message_bytes.to_string())?;
+        match self.log.create_topic(topic, partitions, config) {
+            Ok(_) => Ok(()),
+            Err(_) if self.log.topic(topic).is_some_and(|t| t.partitions == partitions) => Ok(()),
+            Err(e) => Err(log_failure(e)),
+        }
+    }
+
+    fn append_atomic(&self, topic: &str, partition: u32, records: &[OutRecord]) -> Result<i64, LogFailure> {
+        let p = self.partition(topic, partition)?;
+        let mut builder = BatchBuilder::new();
+        for r in records {
+            let mut record = Record::new(r.key.clone(), r.value.clone()).at(r.timestamp);
+            record.headers = r.headers.clone();
+            builder.push(record);
+        }
+        let batch = builder.build(Compression::None).map_err(|e| LogFailure(e.to_string()))?;
+        let info = p.append(&batch, runnel_log::now_ms()).map_err(|e| LogFailure(e.to_string()))?;
+        p.sync_to(info.last_offset + 1).map_err(|e| LogFailure(e.to_string()))?;
+        Ok(info.base_offset)
     }
 
     fn append(&self, topic: &str, partition: u32, records: &[OutRecord], durable: bool) -> Result<i64, LogFailure> {

@@ -3,16 +3,22 @@
 //! [`parser`] turns statement text into [`ast`] trees (ksqlDB's grammar on `sqlparser`'s
 //! tokenizer and expression parser); [`types`] holds ksqlDB's types.
 
+pub mod aggregate;
 pub mod ast;
 pub mod catalog;
+pub mod codec;
 pub mod engine;
 pub mod eventlog;
 pub mod expr;
 pub mod format;
 pub mod functions;
+pub mod operators;
 pub mod parser;
 pub mod plan;
 pub mod rest;
+pub mod runner;
+pub mod stateful;
+pub mod store;
 pub mod types;
 pub mod value;
 

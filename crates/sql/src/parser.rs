@@ -360,6 +360,26 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParseError> {
         let delete_topic = parse_words(p, &["DELETE", "TOPIC"]);
         return Ok(Statement::Drop { kind, if_exists, name, delete_topic });
     }
+    if parse_word(p, "REPLAY") {
+        parse_word(p, "QUERY");
+        let query_id = identifier(p)?;
+        expect_word(p, "FROM")?;
+        let from = if parse_word(p, "BEGINNING") {
+            ReplayFrom::Beginning
+        } else if parse_word(p, "OFFSET") {
+            ReplayFrom::Offset(uint(p)?)
+        } else {
+            match p.peek_token().token {
+                Token::SingleQuotedString(s) => {
+                    p.next_token();
+                    ReplayFrom::Timestamp(s)
+                }
+                Token::Number(..) => ReplayFrom::TimestampMs(uint(p)?),
+                _ => return Err(unexpected(p, "BEGINNING, OFFSET n, a timestamp in quotes or epoch milliseconds")),
+            }
+        };
+        return Ok(Statement::Replay { query_id, from });
+    }
     if parse_word(p, "TERMINATE") {
         if parse_word(p, "ALL") {
             return Ok(Statement::Terminate { query_id: None });
@@ -404,7 +424,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement, ParseError> {
     }
     Err(unexpected(
         p,
-        "a statement (CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, EXPLAIN, DROP, TERMINATE, PRINT, SET, UNSET, DEFINE)",
+        "a statement (CREATE, INSERT, SELECT, SHOW, LIST, DESCRIBE, EXPLAIN, DROP, TERMINATE, REPLAY, PRINT, SET, UNSET, DEFINE)",
     ))
 }
 
@@ -620,6 +640,7 @@ const CLAUSE_WORDS: &[&str] = &[
     "PARTITION",
     "EMIT",
     "LIMIT",
+    "ORDER",
     "WINDOW",
     "JOIN",
     "INNER",
@@ -665,6 +686,22 @@ fn query(p: &mut Parser) -> Result<Query, ParseError> {
             partition_by.push(expr(p)?);
         }
     }
+    let mut order_by = Vec::new();
+    if parse_words(p, &["ORDER", "BY"]) {
+        loop {
+            let e = expr(p)?;
+            let descending = if parse_word(p, "DESC") {
+                true
+            } else {
+                parse_word(p, "ASC");
+                false
+            };
+            order_by.push(OrderBy { expr: e, descending });
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+    }
     let emit = if parse_word(p, "EMIT") {
         if parse_word(p, "CHANGES") {
             Some(Emit::Changes)
@@ -677,7 +714,7 @@ fn query(p: &mut Parser) -> Result<Query, ParseError> {
         None
     };
     let limit = if parse_word(p, "LIMIT") { Some(uint(p)?) } else { None };
-    Ok(Query { projection, from, window, selection, group_by, having, partition_by, emit, limit })
+    Ok(Query { projection, from, window, selection, group_by, having, partition_by, order_by, emit, limit })
 }
 
 fn select_item(p: &mut Parser) -> Result<SelectItem, ParseError> {

@@ -19,6 +19,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 mod cli;
 mod hostile;
 mod sql;
+mod sql_crash;
 
 /// Guard against a hung test: no read from the broker waits longer than this.
 const HANG_GUARD: Duration = Duration::from_secs(45);

@@ -9,7 +9,8 @@
 //! ```text
 //! statement ok                      the SQL below must succeed
 //! statement error <text>            the SQL below must fail with a message containing <text>
-//! records <topic> [partition <n>]   each line a record: <key> | <value>, written to the topic;
+//! records <topic> [partition <n>]   each line a record: [@<timestamp ms>] <key> | <value>, written
+//!                                   to the topic (timestamp 1000 unless given);
 //!                                   `null` is no key / a tombstone; `int:5`, `bigint:5`,
 //!                                   `double:1.5` are KAFKA-format keys, anything else is text
 //! query [unordered]                 a SELECT; a push query needs LIMIT; then `----` and the
@@ -155,6 +156,13 @@ fn run_file(path: &Path) -> (Vec<String>, String) {
             },
             Block::Records { topic, partition, lines } => {
                 for l in lines {
+                    // `@<ms> ` first sets the record timestamp (default 1000).
+                    let (timestamp, l) = match l.strip_prefix('@').and_then(|rest| rest.split_once(' ')) {
+                        Some((ms, rest)) => {
+                            (ms.parse::<i64>().unwrap_or_else(|_| panic!("{here}: bad timestamp {ms}")), rest)
+                        }
+                        None => (1_000, l.as_str()),
+                    };
                     let (k, v) =
                         l.split_once(" | ").unwrap_or_else(|| panic!("{here}: record line needs <key> | <value>"));
                     let key = key_bytes(k.trim());
@@ -164,7 +172,7 @@ fn run_file(path: &Path) -> (Vec<String>, String) {
                         Some(k) => runnel_records::partition_for_key(k, partitions),
                         None => 0,
                     });
-                    let record = OutRecord { key: key.map(Into::into), value, headers: vec![], timestamp: 1_000 };
+                    let record = OutRecord { key: key.map(Into::into), value, headers: vec![], timestamp };
                     f.events.append(topic, p, &[record], true).unwrap();
                 }
             }
@@ -312,15 +320,32 @@ fn golden_files() -> Vec<PathBuf> {
 #[test]
 fn golden_files_give_their_expected_results() {
     let rewrite = std::env::var_os("RUNNEL_GOLDEN_REWRITE").is_some();
-    let files = golden_files();
+    // RUNNEL_GOLDEN_ONLY=<text>: only the files whose name contains it.
+    let only = std::env::var("RUNNEL_GOLDEN_ONLY").unwrap_or_default();
+    let files: Vec<PathBuf> = golden_files()
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(&only)))
+        .collect();
     assert!(!files.is_empty(), "no golden files");
+    // Each file has its own engine and log: they run side by side.
+    let runs: Vec<_> = files
+        .iter()
+        .map(|path| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let (failures, rewritten) = run_file(&path);
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                eprintln!("golden {name}: {:.1}s", started.elapsed().as_secs_f64());
+                (path, failures, rewritten)
+            })
+        })
+        .collect();
     let mut failures = Vec::new();
-    for path in &files {
-        let started = Instant::now();
-        let (mut f, rewritten) = run_file(path);
-        eprintln!("golden {}: {:.1}s", path.file_name().unwrap().to_string_lossy(), started.elapsed().as_secs_f64());
+    for run in runs {
+        let (path, mut f, rewritten) = run.join().expect("a golden file panicked");
         if rewrite {
-            std::fs::write(path, rewritten).unwrap();
+            std::fs::write(&path, rewritten).unwrap();
         } else {
             failures.append(&mut f);
         }
