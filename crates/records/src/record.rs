@@ -290,7 +290,22 @@ impl BatchBuilder {
         } else {
             self.records.len() as i64 - 1
         };
-        let mut body = Vec::new();
+        // Sized up front: the records' bytes plus a generous allowance for varints.
+        let estimate: usize = self
+            .records
+            .iter()
+            .map(|r| {
+                24 + r.key.as_ref().map_or(0, |k| k.len())
+                    + r.value.as_ref().map_or(0, |v| v.len())
+                    + r.headers
+                        .iter()
+                        .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                        .sum::<usize>()
+            })
+            .sum();
+        // Records are written after room for the header, which is filled in last.
+        let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + estimate);
+        out.resize(BATCH_HEADER_BYTES, 0);
         let mut rec = Vec::new();
         for (i, r) in self.records.iter().enumerate() {
             rec.clear();
@@ -304,27 +319,31 @@ impl BatchBuilder {
                 write_bytes(&mut rec, Some(h.key.as_bytes()));
                 write_bytes(&mut rec, h.value.as_deref());
             }
-            body.reserve(rec.len() + varlong_len(rec.len() as i64));
-            write_varlong(&mut body, rec.len() as i64);
-            body.extend_from_slice(&rec);
+            out.reserve(rec.len() + varlong_len(rec.len() as i64));
+            write_varlong(&mut out, rec.len() as i64);
+            out.extend_from_slice(&rec);
         }
-        let body = compression.compress(&body)?;
-        let size = BATCH_HEADER_BYTES + body.len();
-        let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(&base_offset.to_be_bytes());
-        out.extend_from_slice(&((size - 12) as i32).to_be_bytes());
-        out.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-        out.push(MAGIC_V2 as u8);
-        out.extend_from_slice(&[0; 4]); // crc, filled below
-        out.extend_from_slice(&compression.id().to_be_bytes());
-        out.extend_from_slice(&(last_offset_delta as i32).to_be_bytes());
-        out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&max_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.producer_id.to_be_bytes());
-        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
-        out.extend_from_slice(&self.base_sequence.to_be_bytes());
-        out.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
-        out.extend_from_slice(&body);
+        if compression != Compression::None {
+            let body = compression.compress(&out[BATCH_HEADER_BYTES..])?;
+            out.truncate(BATCH_HEADER_BYTES);
+            out.extend_from_slice(&body);
+        }
+        let size = out.len();
+        let mut header = Vec::with_capacity(BATCH_HEADER_BYTES);
+        header.extend_from_slice(&base_offset.to_be_bytes());
+        header.extend_from_slice(&((size - 12) as i32).to_be_bytes());
+        header.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+        header.push(MAGIC_V2 as u8);
+        header.extend_from_slice(&[0; 4]); // crc, filled below
+        header.extend_from_slice(&compression.id().to_be_bytes());
+        header.extend_from_slice(&(last_offset_delta as i32).to_be_bytes());
+        header.extend_from_slice(&base_timestamp.to_be_bytes());
+        header.extend_from_slice(&max_timestamp.to_be_bytes());
+        header.extend_from_slice(&self.producer_id.to_be_bytes());
+        header.extend_from_slice(&self.producer_epoch.to_be_bytes());
+        header.extend_from_slice(&self.base_sequence.to_be_bytes());
+        header.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
+        out[..BATCH_HEADER_BYTES].copy_from_slice(&header);
         let crc = crc32c::crc32c(&out[21..]);
         out[17..21].copy_from_slice(&crc.to_be_bytes());
         Ok(Bytes::from(out))

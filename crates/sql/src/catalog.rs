@@ -160,6 +160,23 @@ impl SourceDesc {
         serde
     }
 
+    /// The value serde reading only the value columns marked in `used` (a mask over this
+    /// source's scope, as [`SourceDesc::scope`] lays it out); the TIMESTAMP column is always read.
+    pub fn value_serde_reading(&self, used: &[bool]) -> Serde {
+        let mut serde = self.value_serde();
+        let offset = self.value_offset();
+        serde.skip = self
+            .value_columns
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                !used.get(offset + i).copied().unwrap_or(true)
+                    && self.timestamp.as_ref().is_none_or(|(column, _)| column != &f.name)
+            })
+            .collect();
+        serde
+    }
+
     /// The row of a record, or why it cannot be read. A table record with a null value is a
     /// deletion: `Ok(None)`.
     pub fn decode(&self, key: &Serde, value: &Serde, r: &LogRecord) -> Result<Option<Vec<Value>>, FormatError> {
@@ -171,7 +188,7 @@ impl SourceDesc {
         row.push(Value::Int(r.partition as i32));
         row.push(Value::Bigint(r.offset));
         let (key_bytes, window) = self.split_key(r.key.as_deref())?;
-        row.extend(key.deserialize(key_bytes)?);
+        key.deserialize_into(key_bytes, &mut row)?;
         if let Some((start, end)) = window {
             row.push(Value::Bigint(start));
             row.push(Value::Bigint(end));
@@ -179,7 +196,7 @@ impl SourceDesc {
         if self.value_format == Format::None {
             row.extend(std::iter::repeat_n(Value::Null, self.value_columns.len()));
         } else {
-            row.extend(value.deserialize(r.value.as_deref())?);
+            value.deserialize_into(r.value.as_deref(), &mut row)?;
         }
         for (_, which) in &self.header_columns {
             row.push(header_value(r, which.as_deref()));

@@ -1545,8 +1545,8 @@ fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> S
         Ok(o) => o,
         Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
     };
-    let keys: Vec<Value> = p.key.iter().map(|&i| out[i].clone()).collect();
     if !passes {
+        let keys: Vec<Value> = p.key.iter().map(|&i| out[i].clone()).collect();
         // A table row that no longer matches is removed downstream.
         return if source.kind == SourceKind::Table {
             Step::Out(keys, None, row[0].as_i64().unwrap_or(r.timestamp))
@@ -1554,7 +1554,15 @@ fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> S
             Step::Skip
         };
     }
-    let values: Vec<Value> = (0..out.len()).filter(|i| !p.key.contains(i)).map(|i| out[i].clone()).collect();
+    // Moved out of the projection: key columns in key order, the rest in projection order.
+    let mut keys: Vec<Value> = vec![Value::Null; p.key.len()];
+    let mut values: Vec<Value> = Vec::with_capacity(out.len() - p.key.len().min(out.len()));
+    for (i, v) in out.into_iter().enumerate() {
+        match p.key.iter().position(|&k| k == i) {
+            Some(k) => keys[k] = v,
+            None => values.push(v),
+        }
+    }
     Step::Out(keys, Some(values), row[0].as_i64().unwrap_or(r.timestamp))
 }
 
@@ -1577,7 +1585,7 @@ fn run_persistent(
     processed: &AtomicU64,
 ) -> Result<(), String> {
     let source = &p.source;
-    let (key_serde, value_serde) = (source.key_serde(), source.value_serde());
+    let (key_serde, value_serde) = (source.key_serde(), p.value_serde.clone());
     let (out_key, out_value) = (sink.key_serde(), sink.value_serde());
     let mut positions: Vec<i64> = Vec::with_capacity(source.partitions as usize);
     for part in 0..source.partitions {
@@ -1643,7 +1651,7 @@ fn run_push(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let source = &p.source;
-    let (key_serde, value_serde) = (source.key_serde(), source.value_serde());
+    let (key_serde, value_serde) = (source.key_serde(), p.value_serde.clone());
     let mut positions = Vec::with_capacity(source.partitions as usize);
     for part in 0..source.partitions {
         let (start, end) = log.offsets(&source.topic, part).map_err(|e| e.0)?;

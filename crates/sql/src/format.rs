@@ -65,11 +65,14 @@ pub struct Serde {
     pub unwrapped: bool,
     /// DELIMITED: the separator character.
     pub delimiter: char,
+    /// JSON objects: columns no query reads (left NULL, their fields skipped unparsed);
+    /// empty when every column is read.
+    pub skip: Vec<bool>,
 }
 
 impl Serde {
     pub fn new(format: Format, columns: Vec<Field>) -> Serde {
-        Serde { format, columns, unwrapped: false, delimiter: ',' }
+        Serde { format, columns, unwrapped: false, delimiter: ',', skip: Vec::new() }
     }
 
     /// Checks that the format can carry these columns, with an error naming the column.
@@ -99,6 +102,19 @@ impl Serde {
             },
             _ => Ok(()),
         }
+    }
+
+    /// Appends this side's columns to `row` (as [`Serde::deserialize`] gives them), reading a
+    /// JSON object straight into the row.
+    pub fn deserialize_into(&self, bytes: Option<&[u8]>, row: &mut Vec<Value>) -> Result<(), FormatError> {
+        if let (Format::Json, Some(b)) = (self.format, bytes)
+            && !self.unwrapped
+            && b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
+        {
+            return self.deserialize_object_into(b, row);
+        }
+        row.extend(self.deserialize(bytes)?);
+        Ok(())
     }
 
     /// The row of this side's columns from the record bytes (`None` = a null key or value).
@@ -206,19 +222,33 @@ impl Serde {
     /// each column's value is parsed on its own (and converted by [`from_json`]), other fields
     /// are skipped. serde_json bounds nesting (128 levels).
     fn deserialize_object(&self, bytes: &[u8]) -> Result<Vec<Value>, FormatError> {
+        let mut row = Vec::with_capacity(self.columns.len());
+        self.deserialize_object_into(bytes, &mut row)?;
+        Ok(row)
+    }
+
+    fn deserialize_object_into(&self, bytes: &[u8], row: &mut Vec<Value>) -> Result<(), FormatError> {
+        let base = row.len();
+        row.resize(base + self.columns.len(), Value::Null);
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let slots = serde::de::Deserializer::deserialize_map(&mut de, ObjectVisitor { columns: &self.columns })
+        let visitor = ObjectVisitor {
+            columns: &self.columns,
+            skip: &self.skip,
+            out: &mut row[base..],
+            seen: vec![Seen::No; self.columns.len()],
+            raw: Vec::new(),
+        };
+        let raw = serde::de::Deserializer::deserialize_map(&mut de, visitor)
             .map_err(|e| err(format!("invalid JSON: {e}")))?;
         de.end().map_err(|e| err(format!("invalid JSON: {e}")))?;
-        slots
-            .into_iter()
-            .zip(&self.columns)
-            .map(|(slot, c)| match slot {
-                None | Some((_, Slot::Raw(Json::Null))) => Ok(Value::Null),
-                Some((_, Slot::Ready(v))) => Ok(v),
-                Some((_, Slot::Raw(v))) => from_json(&v, &c.ty).map_err(|e| err(format!("column {}: {e}", c.name))),
-            })
-            .collect()
+        for (i, json) in raw {
+            let c = &self.columns[i];
+            row[base + i] = match json {
+                Json::Null => Value::Null,
+                j => from_json(&j, &c.ty).map_err(|e| err(format!("column {}: {e}", c.name)))?,
+            };
+        }
+        Ok(())
     }
 }
 
@@ -244,10 +274,22 @@ impl<'de> serde::Deserialize<'de> for FieldName<'de> {
     }
 }
 
-/// Collects, per column, whether its field matched exactly and the field's JSON value: the exact
-/// name wins, else the first case-insensitive match (as [`lookup`] chooses).
+/// Reads an object's fields into the columns' slots of a row: per column, the exact name wins,
+/// else the first case-insensitive match (as [`lookup`] chooses). Values needing conversion
+/// from JSON are returned to be converted afterwards.
 struct ObjectVisitor<'a> {
     columns: &'a [Field],
+    skip: &'a [bool],
+    out: &'a mut [Value],
+    seen: Vec<Seen>,
+    raw: Vec<(usize, Json)>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Seen {
+    No,
+    CaseInsensitive,
+    Exact,
 }
 
 /// A column's value as read: converted already (strings and integers, the common case), or
@@ -257,31 +299,39 @@ enum Slot {
     Raw(Json),
 }
 
-type Slots = Vec<Option<(bool, Slot)>>;
-
 impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
-    type Value = Slots;
+    type Value = Vec<(usize, Json)>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Slots, A::Error> {
-        let mut slots: Slots = (0..self.columns.len()).map(|_| None).collect();
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
         while let Some(FieldName(name)) = map.next_key()? {
             let exact = self.columns.iter().position(|c| c.name == name);
             let index = exact.or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name)));
             match index {
-                Some(i) if exact.is_some() || slots[i].is_none() => {
+                Some(i) if self.skip.get(i) == Some(&true) => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Some(i) if exact.is_some() || self.seen[i] == Seen::No => {
                     let value = map.next_value_seed(ColumnSeed { ty: &self.columns[i].ty })?;
-                    slots[i] = Some((exact.is_some(), value));
+                    self.seen[i] = if exact.is_some() { Seen::Exact } else { Seen::CaseInsensitive };
+                    self.raw.retain(|(j, _)| *j != i);
+                    match value {
+                        Slot::Ready(v) => self.out[i] = v,
+                        Slot::Raw(j) => {
+                            self.out[i] = Value::Null;
+                            self.raw.push((i, j));
+                        }
+                    }
                 }
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        Ok(slots)
+        Ok(self.raw)
     }
 }
 
@@ -368,11 +418,10 @@ fn write_json_value(out: &mut Vec<u8>, v: &Value, ty: &SqlType) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Bigint(i) | Value::Timestamp(i) => {
-            let _ = write!(out, "{i}");
+        Value::Int(i) => write_integer(out, i64::from(*i)),
+        Value::Bigint(i) | Value::Timestamp(i) => write_integer(out, *i),
+        Value::Double(d) if d.is_finite() => {
+            let _ = serde_json::to_writer(&mut *out, d);
         }
         Value::Date(d) | Value::Time(d) => {
             let _ = write!(out, "{d}");
@@ -382,6 +431,25 @@ fn write_json_value(out: &mut Vec<u8>, v: &Value, ty: &SqlType) {
             let _ = serde_json::to_writer(&mut *out, &to_json(other, ty));
         }
     }
+}
+
+/// Writes an integer in decimal without going through `fmt`.
+fn write_integer(out: &mut Vec<u8>, i: i64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = i.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Json, FormatError> {

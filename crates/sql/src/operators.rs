@@ -218,7 +218,14 @@ fn build_node(node: &Node, next_store: &mut u8) -> OpNode {
 
 impl Pipeline {
     pub fn new(plan: Arc<StatefulPlan>, cache: bool) -> Pipeline {
-        let serdes = plan.inputs.iter().map(|i| (i.source.key_serde(), i.source.value_serde())).collect();
+        let serdes = plan
+            .inputs
+            .iter()
+            .map(|i| {
+                let used = plan.used.get(i.offset..i.offset + i.width).unwrap_or(&[]);
+                (i.source.key_serde(), i.source.value_serde_reading(used))
+            })
+            .collect();
         let tables =
             plan.inputs.iter().map(|i| (i.source.kind == SourceKind::Table).then(TableRows::default)).collect();
         let mut next_store = STORE_JOIN_BASE;

@@ -25,6 +25,8 @@ pub struct Plan {
     /// The PARTITION BY expression, when the key is re-derived.
     pub partition_by: Option<Compiled>,
     pub limit: Option<u64>,
+    /// Reads only the value columns the query uses.
+    pub value_serde: crate::format::Serde,
 }
 
 impl Plan {
@@ -158,7 +160,8 @@ pub fn plan(
     if source.kind == SourceKind::Table && partition_by.is_some() {
         return Err(sql_err("PARTITION BY applies to streams; a table keeps its PRIMARY KEY"));
     }
-    Ok(Plan { source, alias, filter, columns, key, partition_by, limit: query.limit })
+    let value_serde = source.value_serde_reading(&crate::stateful::referenced_columns(query, &scope));
+    Ok(Plan { source, alias, filter, columns, key, partition_by, limit: query.limit, value_serde })
 }
 
 fn strip_source(e: &Expr) -> Expr {

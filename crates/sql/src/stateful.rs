@@ -152,6 +152,8 @@ pub struct StatefulPlan {
     /// STREAM or TABLE.
     pub output: SourceKind,
     pub limit: Option<u64>,
+    /// Which columns of the combined row the query reads (the others are not decoded).
+    pub used: Vec<bool>,
 }
 
 impl StatefulPlan {
@@ -203,7 +205,7 @@ fn contains_aggregate(e: &Expr) -> bool {
 }
 
 /// Calls `f` on every node of the expression, top-down.
-fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+pub(crate) fn visit(e: &Expr, f: &mut dyn FnMut(&Expr)) {
     f(e);
     let children: Vec<&Expr> = match e {
         Expr::Column { .. } | Expr::Literal(_) | Expr::Star => vec![],
@@ -849,7 +851,66 @@ pub fn plan_stateful(
             return Err(sql_err(format!("{} is a system column: give it another name with AS", f.name)));
         }
     }
-    Ok(StatefulPlan { inputs, root, filter, aggregate, columns, key, output, limit: query.limit })
+    let used = referenced_columns(query, &scope);
+    Ok(StatefulPlan { inputs, root, filter, aggregate, columns, key, output, limit: query.limit, used })
+}
+
+/// For each column of `scope`, whether the query may read it: every column a clause names
+/// (an unqualified name marks every column of that name), and all of a source it selects `*`
+/// from. Columns no query reads need not be decoded.
+pub fn referenced_columns(query: &Query, scope: &Scope) -> Vec<bool> {
+    let mut used = vec![false; scope.columns.len()];
+    let mark = |e: &Expr, used: &mut Vec<bool>| {
+        visit(e, &mut |x| {
+            if let Expr::Column { source, name } = x {
+                for (i, c) in scope.columns.iter().enumerate() {
+                    if &c.name == name && (source.is_none() || c.source == *source) {
+                        used[i] = true;
+                    }
+                }
+            }
+        })
+    };
+    for item in &query.projection {
+        match item {
+            SelectItem::Wildcard => used.iter_mut().for_each(|u| *u = true),
+            SelectItem::QualifiedWildcard(q) => {
+                let mut any = false;
+                for (i, c) in scope.columns.iter().enumerate() {
+                    if c.source.as_deref() == Some(q.as_str()) {
+                        used[i] = true;
+                        any = true;
+                    }
+                }
+                if !any {
+                    used.iter_mut().for_each(|u| *u = true);
+                }
+            }
+            SelectItem::Expr { expr, .. } => mark(expr, &mut used),
+        }
+    }
+    let clauses = query
+        .selection
+        .iter()
+        .chain(&query.group_by)
+        .chain(&query.having)
+        .chain(&query.partition_by)
+        .chain(query.order_by.iter().map(|o| &o.expr));
+    for e in clauses {
+        mark(e, &mut used);
+    }
+    fn joins(r: &Relation, out: &mut Vec<Expr>) {
+        if let Relation::Join(j) = r {
+            joins(&j.left, out);
+            out.push(j.on.clone());
+        }
+    }
+    let mut on = Vec::new();
+    joins(&query.from, &mut on);
+    for e in &on {
+        mark(e, &mut used);
+    }
+    used
 }
 
 /// The expression with source qualifiers removed (`t.x` becomes `x`).
