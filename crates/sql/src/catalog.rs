@@ -63,6 +63,9 @@ pub struct SourceDesc {
     /// A windowed table (a windowed aggregation's output): its keys carry the window, and
     /// its rows have WINDOWSTART and WINDOWEND after the key columns.
     pub window: Option<crate::stateful::Window>,
+    /// Tables: rows not updated for this long (in the table's event time) are removed
+    /// (`ROW_TTL`; beyond ksqlDB).
+    pub row_ttl_ms: Option<i64>,
 }
 
 impl SourceDesc {
@@ -315,6 +318,7 @@ pub const SOURCE_PROPERTIES: &[&str] = &[
     "VALUE_DELIMITER",
     "WRAP_SINGLE_VALUE",
     "RETENTION_MS",
+    "ROW_TTL",
 ];
 
 /// Formats and topic settings common to CREATE and CREATE ... AS SELECT.
@@ -327,6 +331,38 @@ pub struct SourceOptions {
     pub timestamp: Option<(String, Option<String>)>,
     pub value_delimiter: char,
     pub wrap_single_value: bool,
+    /// Tables: rows not updated for this long (in event time) are removed.
+    pub row_ttl_ms: Option<i64>,
+}
+
+/// Parses a duration property: whole milliseconds, or `'n UNIT'` (MILLISECONDS, SECONDS,
+/// MINUTES, HOURS, DAYS).
+fn prop_duration(props: &Properties, name: &str) -> Result<Option<i64>, SqlError> {
+    let bad = || sql_err(format!("{name} must be a duration such as '1 HOUR' or '30 MINUTES', or milliseconds"));
+    let ms = match props.get(name) {
+        None => return Ok(None),
+        Some(Literal::Integer(i)) => *i,
+        Some(Literal::String(text)) => {
+            let mut words = text.split_whitespace();
+            let (Some(n), Some(unit), None) = (words.next(), words.next(), words.next()) else { return Err(bad()) };
+            let n: i64 = n.parse().map_err(|_| bad())?;
+            let unit = unit.to_ascii_uppercase();
+            let per = match unit.strip_suffix('S').unwrap_or(&unit) {
+                "MILLISECOND" => 1,
+                "SECOND" => 1_000,
+                "MINUTE" => 60_000,
+                "HOUR" => 3_600_000,
+                "DAY" => 86_400_000,
+                _ => return Err(bad()),
+            };
+            n.checked_mul(per).ok_or_else(bad)?
+        }
+        Some(_) => return Err(bad()),
+    };
+    if ms <= 0 {
+        return Err(sql_err(format!("{name} must be positive")));
+    }
+    Ok(Some(ms))
 }
 
 impl SourceOptions {
@@ -379,6 +415,7 @@ impl SourceOptions {
             timestamp,
             value_delimiter: delimiter,
             wrap_single_value: wrap,
+            row_ttl_ms: prop_duration(props, "ROW_TTL")?,
         })
     }
 }
@@ -434,6 +471,9 @@ pub fn describe_create(
             }
         }
     }
+    if c.kind == SourceKind::Stream && options.row_ttl_ms.is_some() {
+        return Err(sql_err("ROW_TTL applies to tables"));
+    }
     if c.kind == SourceKind::Table && key_columns.is_empty() {
         return Err(sql_err(format!(
             "table {} needs a PRIMARY KEY column, e.g. CREATE TABLE {} (ID BIGINT PRIMARY KEY, ...)",
@@ -479,6 +519,7 @@ pub fn describe_create(
         statement: statement.to_string(),
         written_by: None,
         window: None,
+        row_ttl_ms: options.row_ttl_ms,
     };
     desc.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
     desc.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;

@@ -148,6 +148,8 @@ struct RunningQuery {
     stateful: bool,
     /// What it runs, to start it again (REPLAY).
     restart: Restart,
+    /// Stateful queries: how their state was restored.
+    restored: Arc<Mutex<Option<crate::runner::RestoreInfo>>>,
 }
 
 /// A persistent query's plan, sink and settings.
@@ -292,6 +294,13 @@ impl Engine {
     /// Input records a persistent query has processed since it started (benchmarks, tests).
     pub fn query_processed(&self, id: &str) -> Option<u64> {
         self.lock().queries.get(id).map(|q| q.processed.load(Ordering::Relaxed))
+    }
+
+    /// How a stateful query's state was restored when it started (`None` until it is, and for
+    /// stateless queries).
+    pub fn query_restored(&self, id: &str) -> Option<crate::runner::RestoreInfo> {
+        let q = self.lock().queries.get(id).map(|q| q.restored.clone())?;
+        q.lock().map(|g| *g).unwrap_or_else(|e| *e.into_inner())
     }
 
     /// Stops every query thread (the log is shut down afterwards by its owner).
@@ -705,7 +714,11 @@ impl Engine {
             statement: text.to_string(),
             written_by: None,
             window: None,
+            row_ttl_ms: None,
         };
+        if options.row_ttl_ms.is_some() {
+            return Err(sql_err("ROW_TTL applies to source tables and aggregations (CREATE TABLE ... GROUP BY)"));
+        }
         sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
         sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
         self.log.create_topic(&topic, partitions, c.kind == SourceKind::Table).map_err(|e| sql_err(e.0))?;
@@ -851,7 +864,17 @@ impl Engine {
             statement: text.to_string(),
             written_by: None,
             window,
+            row_ttl_ms: options.row_ttl_ms,
         };
+        if options.row_ttl_ms.is_some() && (p.aggregate.is_none() || window.is_some()) {
+            return Err(sql_err(
+                "ROW_TTL applies to source tables and non-windowed aggregations (windows have RETENTION)",
+            ));
+        }
+        let mut p = p;
+        if let Some(agg) = p.aggregate.as_mut() {
+            agg.row_ttl_ms = options.row_ttl_ms;
+        }
         if c.kind == SourceKind::Table && sink.key_columns.is_empty() {
             return Err(sql_err("the table has no key column: include its key in the projection"));
         }
@@ -891,14 +914,16 @@ impl Engine {
         };
         let earliest = session.earliest();
         let cache = session.cache();
+        let restored = Arc::new(Mutex::new(None));
         let thread = spawn_named(format!("sql-{id}"), {
-            let (log, stop, failure, id, processed, state_dir) = (
+            let (log, stop, failure, id, processed, state_dir, restored) = (
                 self.log.clone(),
                 stop.clone(),
                 failure.clone(),
                 id.clone(),
                 processed.clone(),
                 self.state_dir.clone(),
+                restored.clone(),
             );
             move || {
                 let running = crate::runner::Running {
@@ -910,6 +935,7 @@ impl Engine {
                     cache,
                     stop: &stop,
                     processed: &processed,
+                    restored: &restored,
                 };
                 if let Err(e) = crate::runner::run_stateful(Arc::new(p), running) {
                     tracing::error!(query = %id, error = %e, "persistent query failed");
@@ -919,7 +945,7 @@ impl Engine {
         });
         self.lock()
             .queries
-            .insert(id, RunningQuery { info, stop, thread, failure, processed, stateful: true, restart });
+            .insert(id, RunningQuery { info, stop, thread, failure, processed, stateful: true, restart, restored });
     }
 
     /// A push query with a join or an aggregation.
@@ -1095,9 +1121,19 @@ impl Engine {
                 }
             }
         });
-        self.lock()
-            .queries
-            .insert(id, RunningQuery { info, stop, thread, failure, processed, stateful: false, restart });
+        self.lock().queries.insert(
+            id,
+            RunningQuery {
+                info,
+                stop,
+                thread,
+                failure,
+                processed,
+                stateful: false,
+                restart,
+                restored: Arc::new(Mutex::new(None)),
+            },
+        );
     }
 
     /// The last committed positions of a query, read from the offsets topic (a query replaced
@@ -1699,6 +1735,10 @@ fn materialize(log: &dyn EventLog, desc: &SourceDesc, state: &TableState) {
     let (key_serde, value_serde) = (desc.key_serde(), desc.value_serde());
     let mut positions: Vec<i64> =
         (0..desc.partitions).map(|p| log.offsets(&desc.topic, p).map(|o| o.0).unwrap_or(0)).collect();
+    // ROW_TTL: rows by their time, and the table's event time.
+    let mut by_time: std::collections::BTreeSet<(i64, Vec<u8>)> = std::collections::BTreeSet::new();
+    let mut table_time = i64::MIN;
+    let time_of = |row: &[Value]| row.first().and_then(Value::as_i64).unwrap_or(0);
     while !state.stop.load(Ordering::Relaxed) {
         let mut any = false;
         for part in 0..desc.partitions {
@@ -1719,14 +1759,40 @@ fn materialize(log: &dyn EventLog, desc: &SourceDesc, state: &TableState) {
                 if let Some((start, _)) = window {
                     key.extend_from_slice(&start.to_be_bytes());
                 }
+                let ttl = desc.row_ttl_ms.is_some();
                 match desc.decode(&key_serde, &value_serde, r) {
                     Ok(Some(row)) => {
-                        rows.insert(key, row);
+                        if ttl {
+                            table_time = table_time.max(time_of(&row));
+                            by_time.insert((time_of(&row), key.clone()));
+                        }
+                        if let Some(old) = rows.insert(key.clone(), row)
+                            && ttl
+                        {
+                            let (t, new_t) = (time_of(&old), rows.get(&key).map(|r| time_of(r)));
+                            if Some(t) != new_t {
+                                by_time.remove(&(t, key));
+                            }
+                        }
                     }
                     Ok(None) => {
-                        rows.remove(&key);
+                        if let Some(old) = rows.remove(&key)
+                            && ttl
+                        {
+                            by_time.remove(&(time_of(&old), key));
+                        }
                     }
                     Err(_) => {}
+                }
+            }
+            if let Some(ttl) = desc.row_ttl_ms {
+                while let Some((t, _)) = by_time.first() {
+                    if t.saturating_add(ttl) > table_time {
+                        break;
+                    }
+                    if let Some((_, key)) = by_time.pop_first() {
+                        rows.remove(&key);
+                    }
                 }
             }
         }

@@ -168,7 +168,7 @@ struct AggState {
     dirty: BTreeSet<Vec<u8>>,
     /// EMIT FINAL: windows waiting to close, by close time.
     pending: BTreeSet<(i64, Vec<u8>)>,
-    /// Windows by the time they leave the state.
+    /// Windows by the time they leave the state; with ROW_TTL, groups by the time they expire.
     expiry: BTreeSet<(i64, Vec<u8>)>,
     /// Groups changed this round (emitted at the end of the round when caching).
     touched: BTreeSet<Vec<u8>>,
@@ -501,6 +501,12 @@ impl Pipeline {
                 call.add(acc, values)?;
             }
             group.rows += 1;
+            if let Some(ttl) = agg.plan.row_ttl_ms {
+                // ROW_TTL: the group lives until `ttl` after its latest record.
+                agg.expiry.remove(&(group.ts.saturating_add(ttl), k.clone()));
+                group.ts = group.ts.max(ts);
+                agg.expiry.insert((group.ts.saturating_add(ttl), k.clone()));
+            }
             group.ts = group.ts.max(ts);
             agg.dirty.insert(k.clone());
             if !agg.plan.emit_final {
@@ -645,7 +651,13 @@ impl Pipeline {
                 break;
             }
             let Some((_, k)) = agg.expiry.pop_first() else { break };
-            if agg.groups.remove(&k).is_some() {
+            if let Some(g) = agg.groups.remove(&k) {
+                // An expired row (ROW_TTL) leaves the table; expired windows just leave the state.
+                if agg.plan.row_ttl_ms.is_some() && g.emitted {
+                    let deletion = deletion_of(&self.plan, &agg.plan, &g);
+                    agg.touched.remove(&k);
+                    self.out.push(deletion);
+                }
                 agg.dirty.insert(k);
             }
         }
@@ -754,6 +766,9 @@ impl Pipeline {
                         agg.pending.insert((close, key.to_vec()));
                     }
                     agg.expiry.insert((expire, key.to_vec()));
+                }
+                if let (None, Some(ttl)) = (g.window, agg.plan.row_ttl_ms) {
+                    agg.expiry.insert((g.ts.saturating_add(ttl), key.to_vec()));
                 }
                 agg.groups.insert(key.to_vec(), g);
             } else {

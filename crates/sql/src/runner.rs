@@ -206,6 +206,19 @@ pub struct Running<'a> {
     pub cache: bool,
     pub stop: &'a AtomicBool,
     pub processed: &'a AtomicU64,
+    /// Set once the state is restored: how.
+    pub restored: &'a std::sync::Mutex<Option<RestoreInfo>>,
+}
+
+/// How a stateful query's state was restored when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreInfo {
+    /// From the local snapshot (then only the changelog after it was read).
+    pub from_snapshot: bool,
+    /// Changelog records read.
+    pub changelog_records: u64,
+    /// State entries restored.
+    pub entries: usize,
 }
 
 /// Runs a stateful persistent query until `stop`.
@@ -221,6 +234,11 @@ pub fn run_stateful(plan: Arc<StatefulPlan>, r: Running<'_>) -> Result<(), Strin
     );
     let mut pipeline = Pipeline::new(plan.clone(), r.cache);
     pipeline.restore(&restored.entries)?;
+    *r.restored.lock().unwrap_or_else(|e| e.into_inner()) = Some(RestoreInfo {
+        from_snapshot: restored.from_snapshot,
+        changelog_records: restored.changelog_records,
+        entries: restored.entries.len(),
+    });
     drop(restored.entries);
     let checkpoint = restored.checkpoint.unwrap_or_default();
     if !checkpoint.positions.is_empty() {

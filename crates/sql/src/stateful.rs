@@ -134,6 +134,8 @@ pub struct AggregatePlan {
     pub emit_final: bool,
     /// For each output key column: which GROUP BY expression it is.
     pub key_groups: Vec<usize>,
+    /// Groups not updated for this long (stream time) are removed: a deletion is emitted.
+    pub row_ttl_ms: Option<i64>,
 }
 
 /// A planned stateful query.
@@ -775,6 +777,7 @@ pub fn plan_stateful(
             having,
             emit_final,
             key_groups,
+            row_ttl_ms: None,
         });
         output = SourceKind::Table;
     } else {
