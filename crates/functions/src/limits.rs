@@ -1,0 +1,52 @@
+//! Every bound the function runtime enforces, as a named constant with its unit last.
+//!
+//! A guest controls what it asks of the host; each of these caps what that can cost. The
+//! per-invocation memory and deadline have defaults here and can be lowered per function
+//! (`DeployOptions`), never raised above the pool's maxima.
+
+/// Largest linear memory one instance may grow to, unless a function is deployed with less.
+pub const MEMORY_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+/// Hard ceiling of any instance's linear memory: the pooling allocator's slot size.
+pub const MEMORY_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Wall-clock budget of one invocation, unless a function is deployed with another.
+pub const DEADLINE_MS_DEFAULT: u64 = 1_000;
+/// Longest deadline a function may be deployed with.
+pub const DEADLINE_MS_MAX: u64 = 60_000;
+/// Period of the epoch ticker that enforces deadlines: a deadline is exact to one tick.
+pub const EPOCH_TICK_MS: u64 = 1;
+/// Instances alive at once across all functions of one runtime (pool slots). Invocations
+/// beyond this fail with `InvokeError::Instantiate` instead of allocating more.
+pub const CONCURRENT_INSTANCES_MAX: u32 = 64;
+/// Table elements (funcref slots) one instance may grow its tables to.
+pub const TABLE_ELEMENTS_MAX: usize = 10_000;
+
+/// Size of an uploaded component (`.wasm` or `.wat`).
+pub const COMPONENT_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Length of a function name, which also names its files and logs.
+pub const FUNCTION_NAME_BYTES_MAX: usize = 128;
+
+/// Events in one batch handed to `handle`.
+pub const INPUT_EVENTS_PER_INVOCATION_MAX: usize = 10_000;
+/// Events one invocation may emit, returned and produced together.
+pub const OUTPUT_EVENTS_PER_INVOCATION_MAX: usize = 10_000;
+/// Bytes (topics, keys, values, headers) one invocation may emit, returned and produced
+/// together.
+pub const OUTPUT_BYTES_PER_INVOCATION_MAX: usize = 32 * 1024 * 1024;
+/// Length of a table name passed to `table-get` or `table-scan`.
+pub const TABLE_NAME_BYTES_MAX: usize = 256;
+/// Length of a key or prefix passed to `table-get` or `table-scan`.
+pub const TABLE_KEY_BYTES_MAX: usize = 64 * 1024;
+/// Rows one `table-scan` returns, whatever limit the guest asks for.
+pub const TABLE_SCAN_ROWS_MAX: u32 = 1_000;
+/// Length of one guest log line; longer lines are cut at a character boundary.
+pub const LOG_MESSAGE_BYTES_MAX: usize = 4 * 1024;
+/// Log lines one invocation may write; later lines are counted and dropped.
+pub const LOG_LINES_PER_INVOCATION_MAX: u32 = 1_000;
+/// Length of a guest's error message kept in `InvokeError::Guest`; longer ones are cut.
+pub const GUEST_ERROR_BYTES_MAX: usize = 4 * 1024;
+
+const _: () = assert!(MEMORY_BYTES_DEFAULT <= MEMORY_BYTES_MAX);
+const _: () = assert!(DEADLINE_MS_DEFAULT <= DEADLINE_MS_MAX);
+const _: () = assert!(EPOCH_TICK_MS >= 1 && EPOCH_TICK_MS <= DEADLINE_MS_DEFAULT);
+const _: () = assert!(MEMORY_BYTES_MAX.is_multiple_of(64 * 1024));
+const _: () = assert!(TABLE_SCAN_ROWS_MAX as usize <= OUTPUT_EVENTS_PER_INVOCATION_MAX);
