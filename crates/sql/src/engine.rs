@@ -296,6 +296,58 @@ impl Engine {
         self.lock().queries.get(id).map(|q| q.processed.load(Ordering::Relaxed))
     }
 
+    /// A table's current row for a record key (the key's bytes as the table's topic carries
+    /// them), as a JSON object of its key and value columns; `None` when the key has no row.
+    /// Serverless functions read tables through this.
+    pub fn table_get(&self, table: &str, key: &[u8]) -> Result<Option<serde_json::Value>, SqlError> {
+        let (desc, state) = self.table_state(table)?;
+        let keys = desc.key_serde().deserialize(Some(key)).map_err(|e| sql_err(format!("key of {table}: {e}")))?;
+        let mut k = Vec::new();
+        keys.iter().for_each(|v| v.key_bytes(&mut k));
+        let rows = state.rows.read().unwrap_or_else(|e| e.into_inner());
+        Ok(rows.get(&k).map(|row| table_row_json(&desc, row)))
+    }
+
+    /// Up to `limit` rows of a table whose record key starts with `prefix`, in key order, as
+    /// (record key, JSON object) pairs.
+    pub fn table_scan(
+        &self,
+        table: &str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, serde_json::Value)>, SqlError> {
+        let (desc, state) = self.table_state(table)?;
+        let key_serde = desc.key_serde();
+        let k = crate::catalog::SYSTEM_COLUMNS;
+        let rows = state.rows.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for row in rows.values() {
+            if out.len() >= limit {
+                break;
+            }
+            let key = key_serde.serialize(&row[k..k + desc.key_columns.len()]).unwrap_or_default();
+            if key.starts_with(prefix) {
+                out.push((key, table_row_json(&desc, row)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn table_state(&self, table: &str) -> Result<(Arc<SourceDesc>, Arc<TableState>), SqlError> {
+        let name = if self.source(table).is_some() { table.to_string() } else { table.to_ascii_uppercase() };
+        let desc = self.source(&name).ok_or_else(|| sql_err(format!("table {table} does not exist")))?;
+        if desc.kind != SourceKind::Table {
+            return Err(sql_err(format!("{table} is a stream, not a table")));
+        }
+        let state = self
+            .lock()
+            .tables
+            .get(&name)
+            .map(|(t, _)| t.clone())
+            .ok_or_else(|| sql_err(format!("table {table} is not materialized")))?;
+        Ok((desc, state))
+    }
+
     /// How a stateful query's state was restored when it started (`None` until it is, and for
     /// stateless queries).
     pub fn query_restored(&self, id: &str) -> Option<crate::runner::RestoreInfo> {
@@ -1407,6 +1459,13 @@ impl Engine {
         });
         Ok(Outcome::Stream(PushStream { id, columns, rows: rx, stop }))
     }
+}
+
+/// A materialized row (system columns first) as a JSON object of its other columns.
+fn table_row_json(desc: &SourceDesc, row: &[Value]) -> serde_json::Value {
+    let columns = desc.columns();
+    let values = &row[crate::catalog::SYSTEM_COLUMNS.min(row.len())..];
+    crate::rest::row_object(values, &columns)
 }
 
 /// Sorts pull-query rows by ORDER BY expressions over the selected columns (NULLs last).

@@ -252,6 +252,11 @@ pub fn row_json(row: &[Value], columns: &[Field]) -> Json {
     Json::Array(row.iter().zip(columns).map(|(v, c)| value_json(v, &c.ty)).collect())
 }
 
+/// A row's values as a JSON object of column names (functions read table rows so).
+pub fn row_object(row: &[Value], columns: &[Field]) -> Json {
+    Json::Object(row.iter().zip(columns).map(|(v, c)| (c.name.clone(), value_json(v, &c.ty))).collect())
+}
+
 /// A value as ksqlDB's REST API writes it (TIMESTAMP as ISO text, DATE and TIME as text).
 pub fn value_json(v: &Value, ty: &SqlType) -> Json {
     match v {
