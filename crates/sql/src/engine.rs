@@ -1287,7 +1287,8 @@ impl Engine {
         let lookup = |n: &str| self.source(n);
         let p = plan(q, &lookup, Purpose::Transient)?;
         if q.emit.is_none() {
-            return self.pull(&p, &q.order_by);
+            let key = q.selection.as_ref().and_then(|w| key_lookup(w, &p.source));
+            return self.pull(&p, &q.order_by, key);
         }
         if q.emit == Some(Emit::Final) {
             return Err(sql_err("EMIT FINAL needs a windowed aggregation"));
@@ -1309,7 +1310,9 @@ impl Engine {
     }
 
     /// A pull query over a table's current rows (a key lookup when WHERE fixes the key).
-    fn pull(&self, p: &Plan, order_by: &[crate::ast::OrderBy]) -> Result<Outcome, SqlError> {
+    /// `key`: when WHERE fixes every key column, the key bytes (rows under them are read
+    /// directly, not scanned; a windowed table has one row per window under the key).
+    fn pull(&self, p: &Plan, order_by: &[crate::ast::OrderBy], key: Option<Vec<u8>>) -> Result<Outcome, SqlError> {
         if p.source.kind != SourceKind::Table {
             return Err(sql_err(format!(
                 "Pull queries on streams are not supported: add EMIT CHANGES for a push query over {}",
@@ -1327,7 +1330,11 @@ impl Engine {
         let limit = p.limit.map(|l| l as usize).unwrap_or(PULL_ROWS_MAX).min(PULL_ROWS_MAX);
         // With ORDER BY every matching row is collected, then sorted and cut to the limit.
         let collect = if order_by.is_empty() { limit } else { PULL_ROWS_MAX };
-        for row in rows.values() {
+        let candidates: Box<dyn Iterator<Item = &Vec<Value>>> = match &key {
+            Some(k) => Box::new(rows.range(k.clone()..).take_while(|(r, _)| r.starts_with(k)).map(|(_, v)| v)),
+            None => Box::new(rows.values()),
+        };
+        for row in candidates {
             if out.len() >= collect {
                 if !order_by.is_empty() {
                     return Err(sql_err(format!(
@@ -1466,6 +1473,37 @@ fn table_row_json(desc: &SourceDesc, row: &[Value]) -> serde_json::Value {
     let columns = desc.columns();
     let values = &row[crate::catalog::SYSTEM_COLUMNS.min(row.len())..];
     crate::rest::row_object(values, &columns)
+}
+
+/// The key bytes of a table's rows when a WHERE clause fixes every key column with `=` to a
+/// constant (in a conjunction); `None` when it does not, and the query scans.
+fn key_lookup(selection: &Expr, source: &SourceDesc) -> Option<Vec<u8>> {
+    fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+        match e {
+            Expr::Binary { op: crate::ast::BinaryOp::And, left, right } => {
+                conjuncts(left, out);
+                conjuncts(right, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let mut parts = Vec::new();
+    conjuncts(selection, &mut parts);
+    let mut key = Vec::new();
+    for column in &source.key_columns {
+        let value = parts.iter().find_map(|part| {
+            let Expr::Binary { op: crate::ast::BinaryOp::Eq, left, right } = part else { return None };
+            let constant = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column { name, .. }, c) | (c, Expr::Column { name, .. }) if name == &column.name => c,
+                _ => return None,
+            };
+            let compiled = compile(constant, &Scope::default()).ok()?;
+            let v = compiled.eval(&[]).ok()?;
+            crate::expr::cast(v, &compiled.ty, &column.ty).ok().filter(|v| !v.is_null())
+        })?;
+        value.key_bytes(&mut key);
+    }
+    Some(key)
 }
 
 /// Sorts pull-query rows by ORDER BY expressions over the selected columns (NULLs last).
