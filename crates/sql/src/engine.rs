@@ -1687,6 +1687,9 @@ fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> S
             Step::Skip
         };
     }
+    if p.key.is_empty() {
+        return Step::Out(Vec::new(), Some(out), row[0].as_i64().unwrap_or(r.timestamp));
+    }
     // Moved out of the projection: key columns in key order, the rest in projection order.
     let mut keys: Vec<Value> = vec![Value::Null; p.key.len()];
     let mut values: Vec<Value> = Vec::with_capacity(out.len() - p.key.len().min(out.len()));

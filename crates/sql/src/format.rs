@@ -231,13 +231,17 @@ impl Serde {
         let base = row.len();
         row.resize(base + self.columns.len(), Value::Null);
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let visitor = ObjectVisitor {
-            columns: &self.columns,
-            skip: &self.skip,
-            out: &mut row[base..],
-            seen: vec![Seen::No; self.columns.len()],
-            raw: Vec::new(),
+        // Which columns were matched, on the stack for the usual few columns.
+        let mut small = [Seen::No; SEEN_ON_STACK];
+        let mut large = Vec::new();
+        let seen: &mut [Seen] = if self.columns.len() <= SEEN_ON_STACK {
+            &mut small[..self.columns.len()]
+        } else {
+            large.resize(self.columns.len(), Seen::No);
+            &mut large
         };
+        let visitor =
+            ObjectVisitor { columns: &self.columns, skip: &self.skip, out: &mut row[base..], seen, raw: Vec::new() };
         let raw = serde::de::Deserializer::deserialize_map(&mut de, visitor)
             .map_err(|e| err(format!("invalid JSON: {e}")))?;
         de.end().map_err(|e| err(format!("invalid JSON: {e}")))?;
@@ -281,9 +285,12 @@ struct ObjectVisitor<'a> {
     columns: &'a [Field],
     skip: &'a [bool],
     out: &'a mut [Value],
-    seen: Vec<Seen>,
+    seen: &'a mut [Seen],
     raw: Vec<(usize, Json)>,
 }
+
+/// Columns whose match state is kept on the stack while reading a JSON object.
+const SEEN_ON_STACK: usize = 64;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Seen {
