@@ -3,22 +3,38 @@
 //! HTTP requests, each invocation in a fresh pooled instance with a memory limit and a
 //! deadline.
 //!
-//! Triggers (topics, table changes, HTTP routes, timers), retries and dead letters sit on
-//! top of [`Function::invoke`]; the rest of runnel provides tables, logs and the clock
-//! through [`Host`].
+//! [`FunctionService`] puts triggers, retries and dead letters on top of
+//! [`Function::invoke`]: a durable deploy registry, topic triggers with per-key ordering
+//! and bounded concurrency, metrics and logs per function. The rest of runnel provides
+//! tables, logs and the clock through [`Host`] ([`EngineHost`] over the SQL engine).
 
 mod bindings;
 mod cache;
+mod engine_host;
 mod error;
 mod host;
 pub mod limits;
+mod metrics;
+mod registry;
 mod runtime;
+mod service;
+mod spec;
+mod trigger;
 
 pub use bindings::{Event, Header, HttpRequest, HttpResponse, Level, OutputEvent, Row};
 pub use cache::CacheError;
+pub use engine_host::{EngineHost, LogLine, LogSource, level_name};
 pub use error::{DeployError, InvokeError, RuntimeError};
 pub use host::Host;
+pub use metrics::{DURATION_BUCKETS_US, DurationHistogram, MetricsSnapshot, PartitionLag};
+pub use registry::{FUNCTIONS_TOPIC, POSITIONS_TOPIC, StoreError};
 pub use runtime::{CacheOutcome, DeployOptions, Function, HttpOutcome, Runtime, RuntimeConfig};
+pub use service::{FunctionInfo, FunctionService, FunctionStatus, ReplayReport, ServiceConfig, ServiceError};
+pub use spec::{FunctionConfig, FunctionSpec, StartPosition, Trigger};
+pub use trigger::{
+    DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_FUNCTION, DLQ_HEADER_OFFSET, DLQ_HEADER_PARTITION,
+    DLQ_HEADER_PREFIX, DLQ_HEADER_TOPIC,
+};
 
 /// The WIT package defining the `function` and `http-function` worlds, for tools that
 /// generate guest bindings (`runnel fn wit`, say).

@@ -45,7 +45,56 @@ pub const LOG_LINES_PER_INVOCATION_MAX: u32 = 1_000;
 /// Length of a guest's error message kept in `InvokeError::Guest`; longer ones are cut.
 pub const GUEST_ERROR_BYTES_MAX: usize = 4 * 1024;
 
+// --- Triggers, retries and dead letters (the service layer) ---
+
+/// Lanes (worker threads) of one function's topic trigger, unless deployed with another.
+pub const CONCURRENCY_DEFAULT: u32 = 1;
+/// Most lanes one function may run at once.
+pub const CONCURRENCY_MAX: u32 = 64;
+/// Events per invocation a trigger gathers, unless deployed with another.
+pub const BATCH_SIZE_DEFAULT: u32 = 100;
+/// How long a lane waits for a batch to fill after its first event, unless deployed with
+/// another.
+pub const BATCH_WINDOW_MS_DEFAULT: u64 = 10;
+/// Longest batch window a function may be deployed with.
+pub const BATCH_WINDOW_MS_MAX: u64 = 60_000;
+/// Retries of a failed invocation before its events are retried one by one and then
+/// dead-lettered, unless deployed with another.
+pub const RETRIES_DEFAULT: u32 = 3;
+/// Most retries a function may be deployed with.
+pub const RETRIES_MAX: u32 = 100;
+/// Wait before the first retry, doubled on each later one, unless deployed with another.
+pub const RETRY_BACKOFF_INITIAL_MS_DEFAULT: u64 = 100;
+/// Longest wait between two retries, unless deployed with another.
+pub const RETRY_BACKOFF_MAX_MS_DEFAULT: u64 = 10_000;
+/// Longest wait between two retries a function may be deployed with.
+pub const RETRY_BACKOFF_MS_MAX: u64 = 600_000;
+/// Events queued for one lane; a full lane blocks its trigger's consumer (backpressure).
+pub const LANE_QUEUE_EVENTS_MAX: usize = 1_000;
+/// Bytes a trigger's consumer reads from one partition at a time.
+pub const TRIGGER_READ_BYTES_MAX: usize = 1024 * 1024;
+/// How long an idle consumer waits for new records before it checks for a stop and
+/// commits.
+pub const TRIGGER_POLL_WAIT_MS: u64 = 50;
+/// Shortest time between two position commits of one trigger (also on stop).
+pub const COMMIT_INTERVAL_MS: u64 = 100;
+/// Guest and platform log lines kept per function (a ring buffer: the oldest go first).
+pub const LOG_LINES_KEPT_PER_FUNCTION: usize = 10_000;
+/// Wait between attempts to write a dead letter when the log refuses it.
+pub const DEAD_LETTER_RETRY_MS: u64 = 1_000;
+/// Partitions of a dead-letter topic the service creates.
+pub const DEAD_LETTER_PARTITIONS: u32 = 1;
+/// Partitions of an output topic created on first use (when auto-creation is on).
+pub const AUTO_CREATED_TOPIC_PARTITIONS: u32 = 1;
+
 const _: () = assert!(MEMORY_BYTES_DEFAULT <= MEMORY_BYTES_MAX);
+const _: () = assert!(CONCURRENCY_DEFAULT >= 1 && CONCURRENCY_DEFAULT <= CONCURRENCY_MAX);
+const _: () = assert!(CONCURRENCY_MAX <= CONCURRENT_INSTANCES_MAX);
+const _: () = assert!(BATCH_SIZE_DEFAULT as usize <= INPUT_EVENTS_PER_INVOCATION_MAX);
+const _: () = assert!(BATCH_WINDOW_MS_DEFAULT <= BATCH_WINDOW_MS_MAX);
+const _: () = assert!(RETRIES_DEFAULT <= RETRIES_MAX);
+const _: () = assert!(RETRY_BACKOFF_INITIAL_MS_DEFAULT <= RETRY_BACKOFF_MAX_MS_DEFAULT);
+const _: () = assert!(RETRY_BACKOFF_MAX_MS_DEFAULT <= RETRY_BACKOFF_MS_MAX);
 const _: () = assert!(DEADLINE_MS_DEFAULT <= DEADLINE_MS_MAX);
 const _: () = assert!(EPOCH_TICK_MS >= 1 && EPOCH_TICK_MS <= DEADLINE_MS_DEFAULT);
 const _: () = assert!(MEMORY_BYTES_MAX.is_multiple_of(64 * 1024));
