@@ -32,8 +32,19 @@ pub const COMMAND_TOPIC: &str = "__runnel_sql_commands";
 pub const OFFSETS_TOPIC: &str = "__runnel_sql_offsets";
 pub const PROCESSING_LOG_TOPIC: &str = "__runnel_processing_log";
 pub const PROCESSING_LOG_STREAM: &str = "KSQL_PROCESSING_LOG";
-/// Bytes read from a partition per round of a query.
+/// Bytes read from a partition per read (materializations, PRINT, internal topics).
 const READ_BYTES: usize = 1 << 20;
+/// Bytes a stateless query reads per round, over all its source's partitions: larger rounds
+/// mean fewer fsyncs per record (4 MiB per partition measured best for Nexmark q1).
+const ROUND_BYTES: usize = 16 << 20;
+/// Bounds of one partition's share of [`ROUND_BYTES`].
+const ROUND_PARTITION_BYTES_MIN: usize = 256 << 10;
+const ROUND_PARTITION_BYTES_MAX: usize = 4 << 20;
+
+/// Bytes to read from each of `partitions` partitions in one round.
+fn round_read_bytes(partitions: u32) -> usize {
+    (ROUND_BYTES / partitions.max(1) as usize).clamp(ROUND_PARTITION_BYTES_MIN, ROUND_PARTITION_BYTES_MAX)
+}
 /// How long a query thread waits for new records before checking whether it was stopped.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// Rows a push query may have produced that its reader has not taken yet.
@@ -1733,7 +1744,9 @@ fn run_persistent(
         let mut errors = Vec::new();
         let mut advanced = Vec::new();
         for part in 0..source.partitions {
-            let batch = log.read(&source.topic, part, positions[part as usize], READ_BYTES).map_err(|e| e.0)?;
+            let batch = log
+                .read(&source.topic, part, positions[part as usize], round_read_bytes(source.partitions))
+                .map_err(|e| e.0)?;
             if batch.next_offset == positions[part as usize] {
                 continue;
             }
@@ -1797,7 +1810,9 @@ fn run_push(
     while !stop.load(Ordering::Relaxed) {
         let mut any = false;
         for part in 0..source.partitions {
-            let batch = log.read(&source.topic, part, positions[part as usize], READ_BYTES).map_err(|e| e.0)?;
+            let batch = log
+                .read(&source.topic, part, positions[part as usize], round_read_bytes(source.partitions))
+                .map_err(|e| e.0)?;
             positions[part as usize] = batch.next_offset;
             for r in &batch.records {
                 any = true;
