@@ -14,4 +14,4 @@ mod varint;
 pub use batch::{BATCH_HEADER_BYTES, BatchError, BatchHeader, Batches};
 pub use compression::Compression;
 pub use partitioner::{murmur2, partition_for_key};
-pub use record::{BatchBuilder, DecodeError, Record, RecordHeader, RecordIter, decode_records};
+pub use record::{BatchBuilder, BatchWriter, DecodeError, Record, RecordHeader, RecordIter, decode_records};

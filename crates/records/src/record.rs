@@ -224,6 +224,88 @@ fn write_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
+/// Bytes [`write_bytes`] writes.
+fn bytes_len(bytes: Option<&[u8]>) -> usize {
+    match bytes {
+        None => varlong_len(-1),
+        Some(b) => varlong_len(b.len() as i64) + b.len(),
+    }
+}
+
+/// Appends one record (length prefix, then its fields) to `out`. The length is worked out
+/// first, so the record is written in place rather than staged and copied.
+fn write_record(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[RecordHeader],
+) {
+    let len = 1 // attributes
+        + varlong_len(timestamp_delta)
+        + varlong_len(offset_delta)
+        + bytes_len(key)
+        + bytes_len(value)
+        + varlong_len(headers.len() as i64)
+        + headers.iter().map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref())).sum::<usize>();
+    out.reserve(varlong_len(len as i64) + len);
+    write_varlong(out, len as i64);
+    let body = out.len();
+    out.push(0); // attributes
+    write_varlong(out, timestamp_delta);
+    write_varlong(out, offset_delta);
+    write_bytes(out, key);
+    write_bytes(out, value);
+    write_varlong(out, headers.len() as i64);
+    for h in headers {
+        write_bytes(out, Some(h.key.as_bytes()));
+        write_bytes(out, h.value.as_deref());
+    }
+    debug_assert_eq!(out.len() - body, len, "record length worked out wrong");
+}
+
+/// What goes in a batch's header besides its records.
+struct HeaderFields {
+    base_offset: i64,
+    last_offset_delta: i64,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    record_count: usize,
+}
+
+/// Compresses the records written after the header room in `out` (if asked), fills in the
+/// header and the CRC, and returns the batch.
+fn finish_batch(mut out: Vec<u8>, compression: Compression, h: HeaderFields) -> Result<Bytes, CompressionError> {
+    if compression != Compression::None {
+        let body = compression.compress(&out[BATCH_HEADER_BYTES..])?;
+        out.truncate(BATCH_HEADER_BYTES);
+        out.extend_from_slice(&body);
+    }
+    let size = out.len();
+    let mut header = Vec::with_capacity(BATCH_HEADER_BYTES);
+    header.extend_from_slice(&h.base_offset.to_be_bytes());
+    header.extend_from_slice(&((size - 12) as i32).to_be_bytes());
+    header.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    header.push(MAGIC_V2 as u8);
+    header.extend_from_slice(&[0; 4]); // crc, filled below
+    header.extend_from_slice(&compression.id().to_be_bytes());
+    header.extend_from_slice(&(h.last_offset_delta as i32).to_be_bytes());
+    header.extend_from_slice(&h.base_timestamp.to_be_bytes());
+    header.extend_from_slice(&h.max_timestamp.to_be_bytes());
+    header.extend_from_slice(&h.producer_id.to_be_bytes());
+    header.extend_from_slice(&h.producer_epoch.to_be_bytes());
+    header.extend_from_slice(&h.base_sequence.to_be_bytes());
+    header.extend_from_slice(&(h.record_count as i32).to_be_bytes());
+    out[..BATCH_HEADER_BYTES].copy_from_slice(&header);
+    let crc = crc32c::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Bytes::from(out))
+}
+
 /// Builds one v2 batch from records, as a producer does. Offsets are relative to base offset
 /// 0 (the log assigns the real one); the base timestamp is the first record's.
 #[derive(Debug)]
@@ -306,47 +388,103 @@ impl BatchBuilder {
         // Records are written after room for the header, which is filled in last.
         let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + estimate);
         out.resize(BATCH_HEADER_BYTES, 0);
-        let mut rec = Vec::new();
         for (i, r) in self.records.iter().enumerate() {
-            rec.clear();
-            rec.push(0); // attributes
-            write_varlong(&mut rec, r.timestamp.wrapping_sub(base_timestamp));
-            write_varlong(&mut rec, if self.keep_offsets { r.offset - base_offset } else { i as i64 });
-            write_bytes(&mut rec, r.key.as_deref());
-            write_bytes(&mut rec, r.value.as_deref());
-            write_varlong(&mut rec, r.headers.len() as i64);
-            for h in &r.headers {
-                write_bytes(&mut rec, Some(h.key.as_bytes()));
-                write_bytes(&mut rec, h.value.as_deref());
-            }
-            out.reserve(rec.len() + varlong_len(rec.len() as i64));
-            write_varlong(&mut out, rec.len() as i64);
-            out.extend_from_slice(&rec);
+            let offset_delta = if self.keep_offsets { r.offset - base_offset } else { i as i64 };
+            write_record(
+                &mut out,
+                r.timestamp.wrapping_sub(base_timestamp),
+                offset_delta,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &r.headers,
+            );
         }
-        if compression != Compression::None {
-            let body = compression.compress(&out[BATCH_HEADER_BYTES..])?;
-            out.truncate(BATCH_HEADER_BYTES);
-            out.extend_from_slice(&body);
+        finish_batch(
+            out,
+            compression,
+            HeaderFields {
+                base_offset,
+                last_offset_delta,
+                base_timestamp,
+                max_timestamp,
+                producer_id: self.producer_id,
+                producer_epoch: self.producer_epoch,
+                base_sequence: self.base_sequence,
+                record_count: self.records.len(),
+            },
+        )
+    }
+}
+
+/// Encodes one v2 batch record by record from borrowed keys and values, as [`BatchBuilder`]
+/// does (offsets numbered from 0, the first record's timestamp as the base, no producer id),
+/// without holding [`Record`]s: nothing is cloned, and each record is written once.
+#[derive(Debug)]
+pub struct BatchWriter {
+    out: Vec<u8>,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    count: usize,
+}
+
+impl Default for BatchWriter {
+    fn default() -> Self {
+        BatchWriter::with_capacity(0)
+    }
+}
+
+impl BatchWriter {
+    /// A writer whose buffer has room for `bytes` of records before it grows.
+    pub fn with_capacity(bytes: usize) -> BatchWriter {
+        let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + bytes);
+        // Records are written after room for the header, which is filled in last.
+        out.resize(BATCH_HEADER_BYTES, 0);
+        BatchWriter { out, base_timestamp: 0, max_timestamp: 0, count: 0 }
+    }
+
+    pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[RecordHeader]) {
+        if self.count == 0 {
+            self.base_timestamp = timestamp;
+            self.max_timestamp = timestamp;
         }
-        let size = out.len();
-        let mut header = Vec::with_capacity(BATCH_HEADER_BYTES);
-        header.extend_from_slice(&base_offset.to_be_bytes());
-        header.extend_from_slice(&((size - 12) as i32).to_be_bytes());
-        header.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-        header.push(MAGIC_V2 as u8);
-        header.extend_from_slice(&[0; 4]); // crc, filled below
-        header.extend_from_slice(&compression.id().to_be_bytes());
-        header.extend_from_slice(&(last_offset_delta as i32).to_be_bytes());
-        header.extend_from_slice(&base_timestamp.to_be_bytes());
-        header.extend_from_slice(&max_timestamp.to_be_bytes());
-        header.extend_from_slice(&self.producer_id.to_be_bytes());
-        header.extend_from_slice(&self.producer_epoch.to_be_bytes());
-        header.extend_from_slice(&self.base_sequence.to_be_bytes());
-        header.extend_from_slice(&(self.records.len() as i32).to_be_bytes());
-        out[..BATCH_HEADER_BYTES].copy_from_slice(&header);
-        let crc = crc32c::crc32c(&out[21..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
-        Ok(Bytes::from(out))
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        write_record(
+            &mut self.out,
+            timestamp.wrapping_sub(self.base_timestamp),
+            self.count as i64,
+            key,
+            value,
+            headers,
+        );
+        self.count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encodes the batch. Panics without records: Kafka has no empty batches.
+    pub fn finish(self, compression: Compression) -> Result<Bytes, CompressionError> {
+        assert!(self.count > 0, "a record batch needs at least one record");
+        finish_batch(
+            self.out,
+            compression,
+            HeaderFields {
+                base_offset: 0,
+                last_offset_delta: self.count as i64 - 1,
+                base_timestamp: self.base_timestamp,
+                max_timestamp: self.max_timestamp,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                record_count: self.count,
+            },
+        )
     }
 }
 
@@ -401,6 +539,22 @@ mod tests {
             let crc = crc32c::crc32c(&bytes[21..]);
             bytes[17..21].copy_from_slice(&crc.to_be_bytes());
             let _ = decode_records(&bytes, 1 << 16);
+        }
+    }
+
+    proptest! {
+        /// BatchWriter is BatchBuilder without the records held: the bytes must be the same.
+        #[test]
+        fn batch_writer_matches_batch_builder(records in proptest::collection::vec(arb_record(), 1..20), codec in 0i16..5) {
+            let codec = Compression::from_attributes(codec).unwrap();
+            let mut builder = BatchBuilder::new();
+            let mut writer = BatchWriter::with_capacity(64);
+            for r in &records {
+                builder.push(r.clone());
+                writer.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &r.headers);
+            }
+            prop_assert_eq!(writer.len(), records.len());
+            prop_assert_eq!(builder.build(codec).unwrap(), writer.finish(codec).unwrap());
         }
     }
 

@@ -59,7 +59,9 @@
 //! output topic has stopped growing. "Events" are the records of the topics the query reads
 //! (bids for q1, q2, q5 and q7; persons and auctions for q8). Events/s per core is events
 //! divided by the process's CPU seconds (getrusage: user + system, every thread, including
-//! the log's) during the run; a query runs on one thread.
+//! the log's) during the run; a query runs on one thread. User and system seconds are printed apart:
+//! system time (writes, fsync, page-cache writeback charged to the process) varies from run to
+//! run more than user time does.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -351,7 +353,8 @@ fn generate(events: u64, rate: u64) -> Events {
     out
 }
 
-fn cpu_seconds() -> f64 {
+/// The process's CPU seconds so far (every thread): (user, system).
+fn cpu_seconds() -> (f64, f64) {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes the struct it is given.
     let usage = unsafe {
@@ -359,7 +362,7 @@ fn cpu_seconds() -> f64 {
         usage.assume_init()
     };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(usage.ru_utime) + t(usage.ru_stime)
+    (t(usage.ru_utime), t(usage.ru_stime))
 }
 
 struct Query {
@@ -437,7 +440,10 @@ fn topic_records(log: &dyn EventLog, topic: &str) -> i64 {
 struct Measured {
     events: u64,
     wall: f64,
+    /// CPU seconds, user + system.
     cpu: f64,
+    user: f64,
+    system: f64,
     output: i64,
 }
 
@@ -501,8 +507,10 @@ fn run_query(q: &Query, generated: &Events, base: &Path, timeout: Duration) -> R
             {
                 let end = at.max(last_change);
                 // The settling time is idle: its CPU is the poll loop's, a few milliseconds.
-                let cpu = cpu_seconds() - cpu_before;
-                return Ok(Measured { events, wall: end.duration_since(started).as_secs_f64(), cpu, output });
+                let (user, system) = cpu_seconds();
+                let (user, system) = (user - cpu_before.0, system - cpu_before.1);
+                let wall = end.duration_since(started).as_secs_f64();
+                return Ok(Measured { events, wall, cpu: user + system, user, system, output });
             }
             if let Some(failed) = engine.queries().into_iter().find(|i| i.id == id && i.state.starts_with("ERROR")) {
                 return Err(format!("query failed: {}", failed.state));
@@ -579,8 +587,9 @@ fn main() {
                     note = format!("  (WRONG: {} output records, expected {expected})", m.output);
                 }
                 println!(
-                    "{}: {} events in {:.2} s wall, {:.2} s CPU: {:.0} events/s per core, {:.0} events/s wall; {} output records{note}",
-                    q.name, m.events, m.wall, m.cpu, per_core, per_wall, m.output
+                    "{}: {} events in {:.2} s wall, {:.2} s CPU ({:.2} user, {:.2} system): {:.0} events/s per core, \
+                     {:.0} events/s wall; {} output records{note}",
+                    q.name, m.events, m.wall, m.cpu, m.user, m.system, per_core, per_wall, m.output
                 );
                 rows.push((q, Some(m), per_core, per_wall, String::new()));
             }
@@ -594,18 +603,20 @@ fn main() {
     println!();
     println!("Nexmark, {total} events ({cores} cores; events = records of the topics the query reads)");
     println!(
-        "{:<5} {:>10} {:>8} {:>8} {:>14} {:>14} {:>12} {:>10}",
-        "query", "events", "wall s", "CPU s", "ev/s per core", "ev/s wall", "goal/core", "output"
+        "{:<5} {:>10} {:>8} {:>8} {:>7} {:>7} {:>14} {:>14} {:>12} {:>10}",
+        "query", "events", "wall s", "CPU s", "user s", "sys s", "ev/s per core", "ev/s wall", "goal/core", "output"
     );
     for (q, m, per_core, per_wall, error) in rows {
         let goal = q.goal.map(|g| format!("{g}")).unwrap_or_else(|| "-".into());
         match m {
             Some(m) => println!(
-                "{:<5} {:>10} {:>8.2} {:>8.2} {:>14.0} {:>14.0} {:>12} {:>10}{}",
+                "{:<5} {:>10} {:>8.2} {:>8.2} {:>7.2} {:>7.2} {:>14.0} {:>14.0} {:>12} {:>10}{}",
                 q.name,
                 m.events,
                 m.wall,
                 m.cpu,
+                m.user,
+                m.system,
                 per_core,
                 per_wall,
                 goal,

@@ -183,15 +183,29 @@ impl SourceDesc {
     /// The row of a record, or why it cannot be read. A table record with a null value is a
     /// deletion: `Ok(None)`.
     pub fn decode(&self, key: &Serde, value: &Serde, r: &LogRecord) -> Result<Option<Vec<Value>>, FormatError> {
+        let mut row = Vec::new();
+        Ok(self.decode_into(key, value, r, &mut row)?.then_some(row))
+    }
+
+    /// [`SourceDesc::decode`] into `row` (cleared first), so that a loop over records can
+    /// reuse one row; `false` (and `row` empty) for a table deletion.
+    pub fn decode_into(
+        &self,
+        key: &Serde,
+        value: &Serde,
+        r: &LogRecord,
+        row: &mut Vec<Value>,
+    ) -> Result<bool, FormatError> {
+        row.clear();
         if self.kind == SourceKind::Table && r.value.is_none() {
-            return Ok(None);
+            return Ok(false);
         }
-        let mut row = Vec::with_capacity(SYSTEM_COLUMNS + self.key_columns.len() + self.value_columns.len());
+        row.reserve(SYSTEM_COLUMNS + self.key_columns.len() + self.value_columns.len());
         row.push(Value::Bigint(r.timestamp));
         row.push(Value::Int(r.partition as i32));
         row.push(Value::Bigint(r.offset));
         let (key_bytes, window) = self.split_key(r.key.as_deref())?;
-        key.deserialize_into(key_bytes, &mut row)?;
+        key.deserialize_into(key_bytes, row)?;
         if let Some((start, end)) = window {
             row.push(Value::Bigint(start));
             row.push(Value::Bigint(end));
@@ -199,7 +213,7 @@ impl SourceDesc {
         if self.value_format == Format::None {
             row.extend(std::iter::repeat_n(Value::Null, self.value_columns.len()));
         } else {
-            value.deserialize_into(r.value.as_deref(), &mut row)?;
+            value.deserialize_into(r.value.as_deref(), row)?;
         }
         for (_, which) in &self.header_columns {
             row.push(header_value(r, which.as_deref()));
@@ -218,7 +232,7 @@ impl SourceDesc {
                 Some(other) => return Err(FormatError(format!("timestamp column {column} holds {other}"))),
             };
         }
-        Ok(Some(row))
+        Ok(true)
     }
 
     /// The record for a row laid out as key columns then value columns (system and header

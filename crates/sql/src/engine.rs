@@ -1661,11 +1661,22 @@ enum Step {
     Error(&'static str, String),
 }
 
-fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> Step {
+/// Buffers a stateless query reuses from record to record.
+#[derive(Default)]
+struct Scratch {
+    /// The decoded input row.
+    row: Vec<Value>,
+    /// The projection; a key-less output moves it into [`Step::Out`], and the caller may hand
+    /// it back once the output is encoded.
+    out: Vec<Value>,
+}
+
+fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord, scratch: &mut Scratch) -> Step {
     let source = &p.source;
-    let row = match source.decode(key_serde, value_serde, r) {
-        Ok(Some(row)) => row,
-        Ok(None) => {
+    let row = &mut scratch.row;
+    match source.decode_into(key_serde, value_serde, r, row) {
+        Ok(true) => {}
+        Ok(false) => {
             // A table deletion: the key (decoded) with no value.
             return match key_serde.deserialize(r.key.as_deref()) {
                 Ok(k) => Step::Out(p.key.iter().map(|&i| key_value(p, i, &k)).collect(), None, r.timestamp),
@@ -1673,10 +1684,11 @@ fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> S
             };
         }
         Err(e) => return Step::Error("DESERIALIZATION_ERROR", e.0),
-    };
+    }
+    let row = &*row;
     let passes = match &p.filter {
         None => true,
-        Some(f) => match f.test(&row) {
+        Some(f) => match f.test(row) {
             Ok(b) => b,
             Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
         },
@@ -1684,11 +1696,14 @@ fn process(p: &Plan, key_serde: &Serde, value_serde: &Serde, r: &LogRecord) -> S
     if !passes && source.kind == SourceKind::Stream {
         return Step::Skip;
     }
-    let out: Result<Vec<Value>, _> = p.columns.iter().map(|(_, c)| c.eval(&row)).collect();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
-    };
+    let mut out = std::mem::take(&mut scratch.out);
+    out.clear();
+    for (_, c) in &p.columns {
+        match c.eval(row) {
+            Ok(v) => out.push(v),
+            Err(e) => return Step::Error("EVALUATION_ERROR", e.0),
+        }
+    }
     if !passes {
         let keys: Vec<Value> = p.key.iter().map(|&i| out[i].clone()).collect();
         // A table row that no longer matches is removed downstream.
@@ -1739,10 +1754,13 @@ fn run_persistent(
         let (start, end) = log.offsets(&source.topic, part).map_err(|e| e.0)?;
         positions.push(committed.get(&part).copied().unwrap_or(if earliest { start } else { end }));
     }
+    let mut scratch = Scratch::default();
+    let mut key_bytes = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let mut outputs: BTreeMap<u32, Vec<OutRecord>> = BTreeMap::new();
+        let mut outputs: BTreeMap<u32, EncodedOutputs> = BTreeMap::new();
         let mut errors = Vec::new();
         let mut advanced = Vec::new();
+        let mut read = 0u64;
         for part in 0..source.partitions {
             let batch = log
                 .read(&source.topic, part, positions[part as usize], round_read_bytes(source.partitions))
@@ -1750,13 +1768,22 @@ fn run_persistent(
             if batch.next_offset == positions[part as usize] {
                 continue;
             }
-            processed.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+            read += batch.records.len() as u64;
             for r in &batch.records {
-                match process(p, &key_serde, &value_serde, r) {
+                match process(p, &key_serde, &value_serde, r, &mut scratch) {
                     Step::Out(keys, values, ts) => {
-                        let record = sink.encode(&out_key, &out_value, &keys, values.as_deref(), ts);
-                        let out = partition_of(record.key.as_deref(), sink.partitions, part);
-                        outputs.entry(out).or_default().push(record);
+                        key_bytes.clear();
+                        let has_key = out_key.serialize_into(&keys, &mut key_bytes);
+                        let key = has_key.then_some(&key_bytes[..]);
+                        let out = partition_of(key, sink.partitions, part);
+                        let encoded = outputs.entry(out).or_default();
+                        encoded.push(key, values.as_deref(), &out_value, ts);
+                        if let Some(values) = values
+                            && p.key.is_empty()
+                        {
+                            // The projection buffer, back for the next record.
+                            scratch.out = values;
+                        }
                     }
                     Step::Skip => {}
                     Step::Error(kind, e) => errors.push(processing_error(id, kind, r, &source.topic, &e)),
@@ -1772,8 +1799,8 @@ fn run_persistent(
         }
         // Outputs first (durably), then the positions: a crash in between repeats records
         // (at least once), never loses them.
-        for (part, records) in outputs {
-            log.append(&sink.topic, part, &records, true).map_err(|e| e.0)?;
+        for (part, encoded) in outputs {
+            log.append(&sink.topic, part, &encoded.into_records(), true).map_err(|e| e.0)?;
         }
         if !errors.is_empty() {
             let _ = log.append(PROCESSING_LOG_TOPIC, 0, &errors, false);
@@ -1788,8 +1815,57 @@ fn run_persistent(
             })
             .collect();
         log.append(OFFSETS_TOPIC, 0, &commits, true).map_err(|e| e.0)?;
+        // Counted once their outputs and positions are durable.
+        processed.fetch_add(read, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// One round's output records for one partition, encoded into one buffer (a record's key and
+/// value are ranges of it) rather than a buffer per record.
+#[derive(Default)]
+struct EncodedOutputs {
+    bytes: Vec<u8>,
+    records: Vec<EncodedRecord>,
+}
+
+/// Where a record of [`EncodedOutputs`] is: key and value ranges (`None` for a null).
+struct EncodedRecord {
+    key: Option<std::ops::Range<usize>>,
+    value: Option<std::ops::Range<usize>>,
+    timestamp: i64,
+}
+
+impl EncodedOutputs {
+    /// Adds a record: `key` as given, `values` (`None` for a tombstone) serialized with `serde`
+    /// as [`SourceDesc::encode`] does.
+    fn push(&mut self, key: Option<&[u8]>, values: Option<&[Value]>, serde: &Serde, timestamp: i64) {
+        let key = key.map(|k| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(k);
+            start..self.bytes.len()
+        });
+        let start = self.bytes.len();
+        let value = match values {
+            Some(v) if serde.serialize_into(v, &mut self.bytes) => Some(start..self.bytes.len()),
+            _ => None,
+        };
+        self.records.push(EncodedRecord { key, value, timestamp });
+    }
+
+    /// The records, their keys and values slices of one shared buffer.
+    fn into_records(self) -> Vec<OutRecord> {
+        let bytes = bytes::Bytes::from(self.bytes);
+        self.records
+            .into_iter()
+            .map(|EncodedRecord { key, value, timestamp }| OutRecord {
+                key: key.map(|r| bytes.slice(r)),
+                value: value.map(|r| bytes.slice(r)),
+                headers: Vec::new(),
+                timestamp,
+            })
+            .collect()
+    }
 }
 
 fn run_push(
@@ -1807,6 +1883,7 @@ fn run_push(
         positions.push(if earliest { start } else { end });
     }
     let mut sent = 0u64;
+    let mut scratch = Scratch::default();
     while !stop.load(Ordering::Relaxed) {
         let mut any = false;
         for part in 0..source.partitions {
@@ -1816,7 +1893,9 @@ fn run_push(
             positions[part as usize] = batch.next_offset;
             for r in &batch.records {
                 any = true;
-                let Step::Out(keys, Some(values), _) = process(p, &key_serde, &value_serde, r) else { continue };
+                let Step::Out(keys, Some(values), _) = process(p, &key_serde, &value_serde, r, &mut scratch) else {
+                    continue;
+                };
                 // Back in projection order.
                 let mut row = vec![Value::Null; p.columns.len()];
                 for (k, &i) in keys.into_iter().zip(&p.key) {

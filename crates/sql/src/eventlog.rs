@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use runnel_log::{Log, LogError, ReadError};
-use runnel_records::{BatchBuilder, Batches, Compression, Record, RecordHeader, RecordIter};
+use runnel_records::{BatchWriter, Batches, Compression, RecordHeader, RecordIter};
 
 /// Most bytes of decompressed records one batch may inflate to when the engine reads it.
 pub const READ_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
@@ -128,6 +128,22 @@ fn batches_of(records: &[OutRecord]) -> impl Iterator<Item = &[OutRecord]> {
     })
 }
 
+/// One uncompressed batch of `records` (at least one), encoded from their bytes in place.
+fn encode_batch(records: &[OutRecord]) -> Result<bytes::Bytes, LogFailure> {
+    if records.is_empty() {
+        return Err(LogFailure("a record batch needs at least one record".into()));
+    }
+    let bytes: usize = records
+        .iter()
+        .map(|r| 24 + r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()))
+        .sum();
+    let mut writer = BatchWriter::with_capacity(bytes);
+    for r in records {
+        writer.push(r.timestamp, r.key.as_deref(), r.value.as_deref(), &r.headers);
+    }
+    writer.finish(Compression::None).map_err(|e| LogFailure(e.to_string()))
+}
+
 /// [`EventLog`] over the embedded log.
 pub struct InProcessLog {
     log: Arc<Log>,
@@ -215,13 +231,7 @@ impl EventLog for InProcessLog {
 
     fn append_atomic(&self, topic: &str, partition: u32, records: &[OutRecord]) -> Result<i64, LogFailure> {
         let p = self.partition(topic, partition)?;
-        let mut builder = BatchBuilder::new();
-        for r in records {
-            let mut record = Record::new(r.key.clone(), r.value.clone()).at(r.timestamp);
-            record.headers = r.headers.clone();
-            builder.push(record);
-        }
-        let batch = builder.build(Compression::None).map_err(|e| LogFailure(e.to_string()))?;
+        let batch = encode_batch(records)?;
         let info = p.append(&batch, runnel_log::now_ms()).map_err(|e| LogFailure(e.to_string()))?;
         p.sync_to(info.last_offset + 1).map_err(|e| LogFailure(e.to_string()))?;
         Ok(info.base_offset)
@@ -230,19 +240,17 @@ impl EventLog for InProcessLog {
     fn append(&self, topic: &str, partition: u32, records: &[OutRecord], durable: bool) -> Result<i64, LogFailure> {
         let p = self.partition(topic, partition)?;
         let mut first = None;
+        let mut end = None;
         for chunk in batches_of(records) {
-            let mut builder = BatchBuilder::new();
-            for r in chunk {
-                let mut record = Record::new(r.key.clone(), r.value.clone()).at(r.timestamp);
-                record.headers = r.headers.clone();
-                builder.push(record);
-            }
-            let batch = builder.build(Compression::None).map_err(|e| LogFailure(e.to_string()))?;
+            let batch = encode_batch(chunk)?;
             let info = p.append(&batch, runnel_log::now_ms()).map_err(|e| LogFailure(e.to_string()))?;
             first.get_or_insert(info.base_offset);
-            if durable {
-                p.sync_to(info.last_offset + 1).map_err(|e| LogFailure(e.to_string()))?;
-            }
+            end = Some(info.last_offset + 1);
+        }
+        // One fsync covers every batch appended before it, so the batches are synced together
+        // once the last is written (the call still returns only when all of them are durable).
+        if durable && let Some(end) = end {
+            p.sync_to(end).map_err(|e| LogFailure(e.to_string()))?;
         }
         Ok(first.unwrap_or_else(|| p.high_watermark()))
     }

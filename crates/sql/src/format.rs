@@ -68,11 +68,20 @@ pub struct Serde {
     /// JSON objects: columns no query reads (left NULL, their fields skipped unparsed);
     /// empty when every column is read.
     pub skip: Vec<bool>,
+    /// Whether no two column names are equal ignoring ASCII case, so that a JSON field
+    /// matching a column at all matches no other column (see [`ObjectVisitor`]). Worked out
+    /// from `columns` when the serde is made; `columns` is not changed afterwards.
+    names_distinct: bool,
+    /// JSON: what goes before each column's value in an object, `{"NAME":` for the first
+    /// column and `,"NAME":` for the others, written once here rather than for every record.
+    json_prefixes: Vec<Box<[u8]>>,
 }
 
 impl Serde {
     pub fn new(format: Format, columns: Vec<Field>) -> Serde {
-        Serde { format, columns, unwrapped: false, delimiter: ',', skip: Vec::new() }
+        let names_distinct = names_distinct(&columns);
+        let json_prefixes = if format == Format::Json { json_prefixes(&columns) } else { Vec::new() };
+        Serde { format, columns, unwrapped: false, delimiter: ',', skip: Vec::new(), names_distinct, json_prefixes }
     }
 
     /// Checks that the format can carry these columns, with an error naming the column.
@@ -112,6 +121,11 @@ impl Serde {
             && b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
         {
             return self.deserialize_object_into(b, row);
+        }
+        if bytes.is_none() {
+            // As `deserialize` gives it, without a vector in between.
+            row.extend(std::iter::repeat_n(Value::Null, self.columns.len()));
+            return Ok(());
         }
         row.extend(self.deserialize(bytes)?);
         Ok(())
@@ -196,24 +210,41 @@ impl Serde {
                 Some(fields.join(&d).into_bytes())
             }
             Format::Json => {
-                if self.unwrapped && self.columns.len() == 1 {
-                    return Some(to_json(&values[0], &self.columns[0].ty).to_string().into_bytes());
-                }
-                // Written directly, without building a JSON tree.
                 let mut out = Vec::with_capacity(64 + 32 * self.columns.len());
-                out.push(b'{');
-                for (i, (c, v)) in self.columns.iter().zip(values).enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_json_string(&mut out, &c.name);
-                    out.push(b':');
-                    write_json_value(&mut out, v, &c.ty);
-                }
-                out.push(b'}');
+                self.serialize_into(values, &mut out);
                 Some(out)
             }
         }
+    }
+
+    /// [`Serde::serialize`] appending to `out`; `false` (nothing appended) where it gives
+    /// `None`. JSON objects are written straight into `out`.
+    pub fn serialize_into(&self, values: &[Value], out: &mut Vec<u8>) -> bool {
+        if self.format != Format::Json {
+            return match self.serialize(values) {
+                Some(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    true
+                }
+                None => false,
+            };
+        }
+        if self.unwrapped && self.columns.len() == 1 {
+            out.extend_from_slice(to_json(&values[0], &self.columns[0].ty).to_string().as_bytes());
+            return true;
+        }
+        // Written directly, without building a JSON tree.
+        debug_assert!(self.json_prefixes == json_prefixes(&self.columns), "columns changed after Serde::new");
+        let written = self.columns.len().min(values.len());
+        if written == 0 {
+            out.push(b'{');
+        }
+        for ((prefix, c), v) in self.json_prefixes.iter().zip(&self.columns).zip(values) {
+            out.extend_from_slice(prefix);
+            write_json_value(out, v, &c.ty);
+        }
+        out.push(b'}');
+        true
     }
 }
 
@@ -240,8 +271,15 @@ impl Serde {
             large.resize(self.columns.len(), Seen::No);
             &mut large
         };
-        let visitor =
-            ObjectVisitor { columns: &self.columns, skip: &self.skip, out: &mut row[base..], seen, raw: Vec::new() };
+        debug_assert_eq!(self.names_distinct, names_distinct(&self.columns), "columns changed after Serde::new");
+        let visitor = ObjectVisitor {
+            columns: &self.columns,
+            skip: &self.skip,
+            out: &mut row[base..],
+            seen,
+            raw: Vec::new(),
+            names_distinct: self.names_distinct,
+        };
         let raw = serde::de::Deserializer::deserialize_map(&mut de, visitor)
             .map_err(|e| err(format!("invalid JSON: {e}")))?;
         de.end().map_err(|e| err(format!("invalid JSON: {e}")))?;
@@ -256,8 +294,48 @@ impl Serde {
     }
 }
 
-/// A field name, borrowed from the input when it has no escapes.
-struct FieldName<'de>(std::borrow::Cow<'de, str>);
+/// [`Serde::json_prefixes`] for these columns.
+fn json_prefixes(columns: &[Field]) -> Vec<Box<[u8]>> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut prefix = vec![if i == 0 { b'{' } else { b',' }];
+            write_json_string(&mut prefix, &c.name);
+            prefix.push(b':');
+            prefix.into_boxed_slice()
+        })
+        .collect()
+}
+
+/// Whether `name` equals `column` ignoring ASCII case, and whether exactly.
+fn name_matches(column: &[u8], name: &[u8]) -> (bool, bool) {
+    if column.len() != name.len() {
+        return (false, false);
+    }
+    let mut exact = true;
+    for (&a, &b) in column.iter().zip(name) {
+        if a != b {
+            // Equal ignoring case only if they differ in the case bit and are letters.
+            if a ^ b != 0x20 || !(a | 0x20).is_ascii_lowercase() {
+                return (false, false);
+            }
+            exact = false;
+        }
+    }
+    (true, exact)
+}
+
+/// Whether no two names are equal ignoring ASCII case.
+fn names_distinct(columns: &[Field]) -> bool {
+    columns.iter().enumerate().all(|(i, a)| columns[..i].iter().all(|b| !a.name.eq_ignore_ascii_case(&b.name)))
+}
+
+/// A field name's bytes with escapes expanded, borrowed from the input when it has none.
+/// They are not checked to be UTF-8 as they are read: a name that matches a column is (column
+/// names are), and [`ObjectVisitor`] checks the others, so a record with a field name that
+/// is not UTF-8 is refused as before without paying for the check on every field.
+struct FieldName<'de>(std::borrow::Cow<'de, [u8]>);
 
 impl<'de> serde::Deserialize<'de> for FieldName<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -267,14 +345,20 @@ impl<'de> serde::Deserialize<'de> for FieldName<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a field name")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<FieldName<'de>, E> {
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<FieldName<'de>, E> {
                 Ok(FieldName(std::borrow::Cow::Borrowed(v)))
             }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(std::borrow::Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<FieldName<'de>, E> {
+                Ok(FieldName(std::borrow::Cow::Borrowed(v.as_bytes())))
+            }
             fn visit_str<E>(self, v: &str) -> Result<FieldName<'de>, E> {
-                Ok(FieldName(std::borrow::Cow::Owned(v.to_string())))
+                Ok(FieldName(std::borrow::Cow::Owned(v.as_bytes().to_vec())))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_bytes(V)
     }
 }
 
@@ -287,6 +371,26 @@ struct ObjectVisitor<'a> {
     out: &'a mut [Value],
     seen: &'a mut [Seen],
     raw: Vec<(usize, Json)>,
+    /// See [`Serde::names_distinct`].
+    names_distinct: bool,
+}
+
+impl ObjectVisitor<'_> {
+    /// The column a field name matches, and whether exactly: the exact name wins, else the
+    /// first case-insensitive match. Objects usually repeat the columns' order, so the column
+    /// after the last one matched (`guess`) is tried first; with distinct names a match there
+    /// is the only possible one, so the answer is the same as the full search's.
+    fn column(&self, name: &[u8], guess: usize) -> (Option<usize>, bool) {
+        if self.names_distinct
+            && let Some(c) = self.columns.get(guess)
+            && let (true, exact) = name_matches(c.name.as_bytes(), name)
+        {
+            return (Some(guess), exact);
+        }
+        let exact = self.columns.iter().position(|c| c.name.as_bytes() == name);
+        let index = exact.or_else(|| self.columns.iter().position(|c| c.name.as_bytes().eq_ignore_ascii_case(name)));
+        (index, exact.is_some())
+    }
 }
 
 /// Columns whose match state is kept on the stack while reading a JSON object.
@@ -314,16 +418,23 @@ impl<'de> serde::de::Visitor<'de> for ObjectVisitor<'_> {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut guess = 0;
         while let Some(FieldName(name)) = map.next_key()? {
-            let exact = self.columns.iter().position(|c| c.name == name);
-            let index = exact.or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name)));
+            let (index, exact) = self.column(&name, guess);
+            match index {
+                Some(i) => guess = i + 1,
+                None if std::str::from_utf8(&name).is_err() => {
+                    return Err(serde::de::Error::custom("field name is not valid UTF-8"));
+                }
+                None => {}
+            }
             match index {
                 Some(i) if self.skip.get(i) == Some(&true) => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
-                Some(i) if exact.is_some() || self.seen[i] == Seen::No => {
+                Some(i) if exact || self.seen[i] == Seen::No => {
                     let value = map.next_value_seed(ColumnSeed { ty: &self.columns[i].ty })?;
-                    self.seen[i] = if exact.is_some() { Seen::Exact } else { Seen::CaseInsensitive };
+                    self.seen[i] = if exact { Seen::Exact } else { Seen::CaseInsensitive };
                     self.raw.retain(|(j, _)| *j != i);
                     match value {
                         Slot::Ready(v) => self.out[i] = v,
@@ -415,6 +526,15 @@ impl<'de> serde::de::Visitor<'de> for ColumnSeed<'_> {
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // serde_json escapes quotes, backslashes and control characters only: a string without
+    // them (column names, most values) is written as it is.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -440,18 +560,32 @@ fn write_json_value(out: &mut Vec<u8>, v: &Value, ty: &SqlType) {
     }
 }
 
-/// Writes an integer in decimal without going through `fmt`.
+/// The decimal digits of 0 to 99, two bytes each.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes an integer in decimal without going through `fmt`, two digits at a time.
 fn write_integer(out: &mut Vec<u8>, i: i64) {
     let mut buf = [0u8; 20];
     let mut at = buf.len();
     let mut n = i.unsigned_abs();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[at] = b'0' + n as u8;
     }
     if i < 0 {
         out.push(b'-');
@@ -711,6 +845,79 @@ fn short(j: &Json) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_written_as_fmt_writes_them() {
+        let mut cases = vec![0, 1, -1, 9, 10, 99, 100, 101, 999, 1000, -1000, i64::MAX, i64::MIN, 1_704_067_200_000];
+        cases.extend(
+            (0..64).map(|b| 1i64 << b).flat_map(|n| [n.wrapping_sub(1), n, n.wrapping_add(1), n.wrapping_neg()]),
+        );
+        for i in cases {
+            let mut out = Vec::new();
+            write_integer(&mut out, i);
+            assert_eq!(String::from_utf8(out).unwrap(), i.to_string());
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for s in ["", "AUCTION", "caf\u{e9}", "a\"b", "back\\slash", "tab\there", "\u{1}", "\u{7f}", "\u{1F600}"] {
+            let mut out = Vec::new();
+            write_json_string(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn name_matches_is_eq_ignore_ascii_case() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let (matches, exact) = name_matches(&[b'x', a], &[b'x', b]);
+                assert_eq!(matches, [a].eq_ignore_ascii_case(&[b]), "{a} {b}");
+                assert_eq!(exact, matches && a == b, "{a} {b}");
+            }
+        }
+        // Every byte pair in the first and the second eight-byte word, at either end.
+        for at in [0, 3, 7, 8, 9] {
+            for a in 0..=255u8 {
+                for b in 0..=255u8 {
+                    let (mut x, mut y) = (*b"qWeRtYuIo9", *b"QwErTyUiO9");
+                    (x[at], y[at]) = (a, b);
+                    let (matches, exact) = name_matches(&x, &y);
+                    assert_eq!(matches, x.eq_ignore_ascii_case(&y), "{at} {a} {b}");
+                    assert!(!exact);
+                    assert_eq!(name_matches(&x, &x), (true, true));
+                }
+            }
+        }
+        assert_eq!(name_matches(b"AUCTION", b"auction"), (true, false));
+        assert_eq!(name_matches(b"", b""), (true, true));
+        assert_eq!(name_matches(b"DATE_TIME", b"date_time"), (true, false));
+        assert_eq!(name_matches(b"DATE_TIME", b"date\x7ftime"), (false, false));
+        assert_eq!(name_matches(b"AUCTION", b"AUCTION"), (true, true));
+        assert_eq!(name_matches(b"AUCTION", b"auctio"), (false, false));
+    }
+
+    #[test]
+    fn field_names_match_columns_in_any_order() {
+        // Columns named apart only by case: exact names must win wherever the fields are.
+        let columns = |names: &[&str]| {
+            names.iter().map(|n| Field { name: n.to_string(), ty: SqlType::Bigint }).collect::<Vec<_>>()
+        };
+        let serde = Serde::new(Format::Json, columns(&["A", "B", "C"]));
+        let row = serde.deserialize(Some(br#"{"c":3,"b":2,"a":1}"#)).unwrap();
+        assert_eq!(row, vec![Value::Bigint(1), Value::Bigint(2), Value::Bigint(3)]);
+        let row = serde.deserialize(Some(br#"{"A":1,"x":9,"C":3}"#)).unwrap();
+        assert_eq!(row, vec![Value::Bigint(1), Value::Null, Value::Bigint(3)]);
+        let serde = Serde::new(Format::Json, columns(&["a", "A", "b"]));
+        let row = serde.deserialize(Some(br#"{"a":1,"A":2,"b":3}"#)).unwrap();
+        assert_eq!(row, vec![Value::Bigint(1), Value::Bigint(2), Value::Bigint(3)]);
+        let row = serde.deserialize(Some(br#"{"A":2,"a":1,"B":3}"#)).unwrap();
+        assert_eq!(row, vec![Value::Bigint(1), Value::Bigint(2), Value::Bigint(3)]);
+        // A field name that is not UTF-8 is refused, matched or not.
+        assert!(serde.deserialize(Some(b"{\"\xff\":1}")).is_err());
+        assert!(serde.deserialize(Some(br#"{"\ud800":1}"#)).is_err());
+    }
 
     fn cols(spec: &[(&str, SqlType)]) -> Vec<Field> {
         spec.iter().map(|(n, t)| Field { name: n.to_string(), ty: t.clone() }).collect()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::ast::SourceKind;
 use crate::catalog::SourceDesc;
 use crate::eventlog::{EventLog, LogRecord, OutRecord};
+use crate::format::Serde;
 use crate::operators::{Emitted, Failure, Pipeline};
 use crate::stateful::StatefulPlan;
 use crate::store::{Checkpoint, QueryStore};
@@ -159,9 +160,15 @@ impl MergedReader {
     }
 }
 
-/// The sink record for an output row.
-pub fn output_record(plan: &StatefulPlan, sink: &SourceDesc, e: &Emitted, round_robin: &mut u32) -> (u32, OutRecord) {
-    let (key_serde, value_serde) = (sink.key_serde(), sink.value_serde());
+/// The sink record for an output row; `serdes` are the sink's key and value serdes.
+pub fn output_record(
+    plan: &StatefulPlan,
+    sink: &SourceDesc,
+    serdes: &(Serde, Serde),
+    e: &Emitted,
+    round_robin: &mut u32,
+) -> (u32, OutRecord) {
+    let (key_serde, value_serde) = serdes;
     let keys: Vec<Value> = plan.key.iter().map(|&i| e.row[i].clone()).collect();
     let inner = key_serde.serialize(&keys);
     let partition = match &inner {
@@ -247,6 +254,7 @@ pub fn run_stateful(plan: Arc<StatefulPlan>, r: Running<'_>) -> Result<(), Strin
     let mut reader = MergedReader::new(log, &plan, &checkpoint, r.earliest)?;
     let mut last = checkpoint;
     let mut round_robin = 0u32;
+    let sink_serdes = (r.sink.key_serde(), r.sink.value_serde());
     while !r.stop.load(Ordering::Relaxed) {
         reader.fill(log)?;
         let mut n = 0;
@@ -264,7 +272,7 @@ pub fn run_stateful(plan: Arc<StatefulPlan>, r: Running<'_>) -> Result<(), Strin
         // repeats this round's outputs, never loses or double-counts input.
         let mut outputs: BTreeMap<u32, Vec<OutRecord>> = BTreeMap::new();
         for e in pipeline.take_output() {
-            let (partition, record) = output_record(&plan, r.sink, &e, &mut round_robin);
+            let (partition, record) = output_record(&plan, r.sink, &sink_serdes, &e, &mut round_robin);
             outputs.entry(partition).or_default().push(record);
         }
         for (partition, records) in outputs {
