@@ -47,7 +47,7 @@ pub const GUEST_ERROR_BYTES_MAX: usize = 4 * 1024;
 
 // --- Triggers, retries and dead letters (the service layer) ---
 
-/// Lanes (worker threads) of one function's topic trigger, unless deployed with another.
+/// Lanes (worker threads) of one function's topic or table trigger, unless deployed with another.
 pub const CONCURRENCY_DEFAULT: u32 = 1;
 /// Most lanes one function may run at once.
 pub const CONCURRENCY_MAX: u32 = 64;
@@ -82,10 +82,42 @@ pub const COMMIT_INTERVAL_MS: u64 = 100;
 pub const LOG_LINES_KEPT_PER_FUNCTION: usize = 10_000;
 /// Wait between attempts to write a dead letter when the log refuses it.
 pub const DEAD_LETTER_RETRY_MS: u64 = 1_000;
+/// Wait between two lookups of a table trigger's table while it does not exist (or is a
+/// stream).
+pub const TABLE_RESOLVE_RETRY_MS: u64 = 1_000;
+/// Length of a timer trigger's cron expression.
+pub const CRON_EXPRESSION_BYTES_MAX: usize = 256;
+/// Longest a timer thread sleeps before it reads the clock again, so a clock that jumps is
+/// noticed within this. The finest cron schedule fires every second (6 fields), which also
+/// bounds how often a timer can fire.
+pub const TIMER_SLEEP_MS_MAX: u64 = 1_000;
 /// Partitions of a dead-letter topic the service creates.
 pub const DEAD_LETTER_PARTITIONS: u32 = 1;
 /// Partitions of an output topic created on first use (when auto-creation is on).
 pub const AUTO_CREATED_TOPIC_PARTITIONS: u32 = 1;
+
+// --- HTTP-endpoint functions (`EndpointFunction`) ---
+
+/// Wall-clock budget of one call to an endpoint (connect, send, answer, body), unless
+/// configured with another. Generous because serverless platforms cold-start.
+pub const ENDPOINT_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Longest timeout an endpoint may be configured with: a call blocks its trigger lane.
+pub const ENDPOINT_TIMEOUT_MS_MAX: u64 = 300_000;
+/// Length of an endpoint's URL.
+pub const ENDPOINT_URL_BYTES_MAX: usize = 2 * 1024;
+/// Extra request headers (`Authorization`, say) one endpoint may be configured with.
+pub const ENDPOINT_HEADERS_MAX: usize = 32;
+/// Length of one configured header, name and value together.
+pub const ENDPOINT_HEADER_BYTES_MAX: usize = 8 * 1024;
+/// Size of the JSON request body sent for one batch. Keys and values that are not UTF-8
+/// grow by a third in base64, hence the margin over what a batch reads from the log.
+pub const ENDPOINT_REQUEST_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Size of an endpoint's JSON response body; it is read with this cap, never further.
+/// Room for `OUTPUT_BYTES_PER_INVOCATION_MAX` of outputs in base64 plus the JSON around them.
+pub const ENDPOINT_RESPONSE_BYTES_MAX: usize = 48 * 1024 * 1024;
+/// Bytes of a failed call's response body kept in its error message (cut at a character
+/// boundary, invalid UTF-8 replaced).
+pub const ENDPOINT_ERROR_BODY_BYTES_MAX: usize = 512;
 
 const _: () = assert!(MEMORY_BYTES_DEFAULT <= MEMORY_BYTES_MAX);
 const _: () = assert!(CONCURRENCY_DEFAULT >= 1 && CONCURRENCY_DEFAULT <= CONCURRENCY_MAX);
@@ -99,3 +131,7 @@ const _: () = assert!(DEADLINE_MS_DEFAULT <= DEADLINE_MS_MAX);
 const _: () = assert!(EPOCH_TICK_MS >= 1 && EPOCH_TICK_MS <= DEADLINE_MS_DEFAULT);
 const _: () = assert!(MEMORY_BYTES_MAX.is_multiple_of(64 * 1024));
 const _: () = assert!(TABLE_SCAN_ROWS_MAX as usize <= OUTPUT_EVENTS_PER_INVOCATION_MAX);
+const _: () = assert!(TIMER_SLEEP_MS_MAX >= 1 && TABLE_RESOLVE_RETRY_MS >= 1);
+const _: () = assert!(ENDPOINT_TIMEOUT_MS_DEFAULT >= 1 && ENDPOINT_TIMEOUT_MS_DEFAULT <= ENDPOINT_TIMEOUT_MS_MAX);
+const _: () = assert!(ENDPOINT_RESPONSE_BYTES_MAX >= OUTPUT_BYTES_PER_INVOCATION_MAX / 3 * 4);
+const _: () = assert!(ENDPOINT_ERROR_BODY_BYTES_MAX <= ENDPOINT_RESPONSE_BYTES_MAX);

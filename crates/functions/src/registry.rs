@@ -19,8 +19,10 @@ use crate::limits::TRIGGER_READ_BYTES_MAX;
 
 /// Function specs: key = function name, value = `FunctionSpec` as JSON, tombstone = deleted.
 pub const FUNCTIONS_TOPIC: &str = "__runnel_functions";
-/// Committed positions: key `NAME/PARTITION` for a topic trigger, `NAME/dead-letters/PARTITION`
-/// for the dead-letter replay, value `{"topic": ..., "offset": ...}`.
+/// Committed positions: key `NAME/PARTITION` for a topic or table trigger (`topic`: the
+/// table's topic), `NAME/dead-letters/PARTITION` for the dead-letter replay, value
+/// `{"topic": ..., "offset": ...}`; key `NAME/timer` for a timer trigger, value
+/// `{"topic": "cron:EXPR", "offset": LAST_FIRE_MS}` (the last completed fire time).
 pub const POSITIONS_TOPIC: &str = "__runnel_function_offsets";
 
 /// Why the component directory failed.
@@ -102,6 +104,10 @@ pub(crate) struct Position {
 
 pub(crate) fn trigger_key(name: &str, partition: u32) -> String {
     format!("{name}/{partition}")
+}
+
+pub(crate) fn timer_key(name: &str) -> String {
+    format!("{name}/timer")
 }
 
 pub(crate) fn replay_key(name: &str, partition: u32) -> String {

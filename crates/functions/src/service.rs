@@ -1,8 +1,9 @@
 //! [`FunctionService`]: deployed functions over one runtime, one event log and one SQL
 //! engine. It keeps the deploy registry durable (components by hash on disk, specs in
-//! `__runnel_functions`), runs each function's topic trigger, and offers what the CLI and
-//! REST layers need: deploy, pause, resume, delete, list, describe, logs, direct invoke and
-//! dead-letter replay.
+//! `__runnel_functions`), runs each function's trigger (topic, table changes, cron timer;
+//! HTTP requests come in through [`FunctionService::handle_http`]), and offers what the CLI
+//! and REST layers need: deploy, pause, resume, delete, list, describe, logs, direct invoke,
+//! HTTP requests and dead-letter replay.
 //!
 //! Output topics must exist: an output to a missing topic fails the invocation (retried,
 //! then dead-lettered, so creating the topic and replaying recovers), unless
@@ -21,20 +22,23 @@ use runnel_sql::eventlog::{LogFailure, LogRecord, OutRecord};
 use runnel_sql::{Engine, EventLog};
 use serde::Serialize;
 
-use crate::bindings::{Event, Header, Level, OutputEvent};
+use crate::bindings::{Event, Header, HttpRequest, HttpResponse, Level, OutputEvent};
+use crate::endpoint::{EndpointConfig, EndpointFunction};
 use crate::engine_host::{EngineHost, LogLine, now_ms};
-use crate::error::{DeployError, InvokeError, RuntimeError};
+use crate::error::{DeployError, EndpointError, InvokeError, RuntimeError};
+use crate::handler::Handler;
 use crate::limits::*;
 use crate::metrics::{Metrics, MetricsSnapshot, PartitionLag};
 use crate::registry::{
     ComponentStore, FUNCTIONS_TOPIC, POSITIONS_TOPIC, Position, PositionStore, StoreError, read_all, replay_key,
     trigger_key,
 };
-use crate::runtime::{DeployOptions, Runtime, RuntimeConfig};
+use crate::runtime::{DeployOptions, Runtime, RuntimeConfig, validate_name};
 use crate::spec::{FunctionConfig, FunctionSpec, StartPosition, Trigger};
+use crate::timer::{Clock, Schedule};
 use crate::trigger::{
     DLQ_HEADER_FUNCTION, DLQ_HEADER_OFFSET, DLQ_HEADER_PARTITION, DLQ_HEADER_PREFIX, DLQ_HEADER_TOPIC, Deployed,
-    FunctionState, Processed, Shared, Stop, TriggerHandle, process, write_outputs_now,
+    FunctionState, Processed, Shared, Stop, TriggerHandle, process, table_topic, write_outputs_now,
 };
 
 /// Settings of a [`FunctionService`].
@@ -51,6 +55,8 @@ pub struct ServiceConfig {
     /// Create a missing output topic (with [`AUTO_CREATED_TOPIC_PARTITIONS`]) instead of
     /// failing the invocation.
     pub auto_create_output_topics: bool,
+    /// The time timer triggers fire by: the system clock, or a test's.
+    pub clock: Clock,
 }
 
 impl ServiceConfig {
@@ -60,6 +66,7 @@ impl ServiceConfig {
             concurrent_instances_max: CONCURRENT_INSTANCES_MAX,
             sync_outputs: true,
             auto_create_output_topics: false,
+            clock: Clock::system(),
         }
     }
 }
@@ -78,6 +85,8 @@ pub enum ServiceError {
     Log(#[from] LogFailure),
     #[error("function {0} does not exist")]
     NotFound(String),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     #[error("{field} is invalid: {reason}")]
     InvalidConfig { field: &'static str, reason: String },
     #[error("function {name} is not loaded: {reason} (deploy it again)")]
@@ -88,6 +97,13 @@ pub enum ServiceError {
     Output(String),
     #[error("cannot start the trigger of function {name}: {source}")]
     Thread { name: String, source: std::io::Error },
+    /// An HTTP request for a paused function (HTTP 503).
+    #[error("function {0} is paused (resume it to serve requests)")]
+    Paused(String),
+    /// An HTTP request for a function whose component does not export `handle-http`
+    /// (HTTP 404 or 405 at the REST layer: there is no HTTP route).
+    #[error("function {0} does not serve HTTP: its component does not export handle-http")]
+    NotHttp(String),
 }
 
 /// Whether a function runs.
@@ -171,19 +187,26 @@ impl FunctionService {
             sync_outputs: config.sync_outputs,
             auto_create_output_topics: config.auto_create_output_topics,
             round_robin: AtomicU32::new(0),
+            clock: config.clock.clone(),
         });
         let service =
             Self { runtime, engine, shared, store, functions: RwLock::new(BTreeMap::new()), admin: Mutex::new(()) };
         for (name, spec) in specs {
             let host = Arc::new(EngineHost::new(service.engine.clone()));
-            let function = service
-                .store
-                .get(&spec.component_sha256)
-                .map_err(|e| e.to_string())
-                .and_then(|wasm| {
-                    service.runtime.deploy(&name, &wasm, host.clone(), options(&spec)).map_err(|e| e.to_string())
-                })
-                .map(Arc::new);
+            let function = match &spec.endpoint {
+                Some(endpoint) => {
+                    EndpointFunction::new(&name, endpoint.clone()).map(Handler::Endpoint).map_err(|e| e.to_string())
+                }
+                None => service
+                    .store
+                    .get(&spec.component_sha256)
+                    .map_err(|e| e.to_string())
+                    .and_then(|wasm| {
+                        service.runtime.deploy(&name, &wasm, host.clone(), options(&spec)).map_err(|e| e.to_string())
+                    })
+                    .map(Handler::Component),
+            }
+            .map(Arc::new);
             if let Err(reason) = &function {
                 tracing::error!(function = %name, %reason, "cannot load a deployed function");
                 host.platform_log(Level::Error, format!("cannot load version {}: {reason}", spec.version));
@@ -201,6 +224,64 @@ impl FunctionService {
     /// (and its paused state); a changed trigger, concurrency or batching restarts the
     /// trigger's threads from the committed positions.
     pub fn deploy(&self, name: &str, component: &[u8], config: FunctionConfig) -> Result<FunctionSpec, ServiceError> {
+        self.check_config(name, &config)?;
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.entry(name).ok();
+        let host = match &existing {
+            Some(entry) => entry.state.host.clone(),
+            None => Arc::new(EngineHost::new(self.engine.clone())),
+        };
+        let deploy_options =
+            DeployOptions { memory_bytes_max: config.memory_bytes_max, deadline_ms: config.deadline_ms };
+        let function = self.runtime.deploy(name, component, host.clone(), deploy_options)?;
+        if config.trigger == Trigger::Http && !function.is_http() {
+            return Err(ServiceError::InvalidConfig {
+                field: "trigger",
+                reason: "an http trigger needs a component exporting handle-http (the http-function world); \
+                         this one exports only handle"
+                    .to_string(),
+            });
+        }
+        let wasm = wat::parse_bytes(component).map_err(|e| DeployError::Wat(e.to_string()))?;
+        let sha256 = self.store.put(&wasm)?;
+        let what = format!("component {}", &sha256[..12]);
+        self.install(name, existing, host, Handler::Component(function), sha256, None, &config, &what)
+    }
+
+    /// Deploys `name` as an HTTP-endpoint function: its trigger's batches are POSTed to
+    /// `endpoint.url` as JSON (see [`EndpointFunction`]) with the same ordering, retries and
+    /// dead letters as a component. Like [`deploy`](Self::deploy) otherwise: a new version
+    /// (a component replaced by an endpoint, or the reverse) keeps the positions. The
+    /// header values are stored in the registry topic and never shown
+    /// ([`FunctionSpec::redacted`]).
+    pub fn deploy_endpoint(
+        &self,
+        name: &str,
+        endpoint: EndpointConfig,
+        config: FunctionConfig,
+    ) -> Result<FunctionSpec, ServiceError> {
+        validate_name(name)?;
+        self.check_config(name, &config)?;
+        if config.trigger == Trigger::Http {
+            return Err(ServiceError::InvalidConfig {
+                field: "trigger",
+                reason: "an endpoint function handles events; call its URL directly for HTTP".to_string(),
+            });
+        }
+        let function = EndpointFunction::new(name, endpoint.clone())?;
+        let what = format!("endpoint {}", function.url());
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.entry(name).ok();
+        let host = match &existing {
+            Some(entry) => entry.state.host.clone(),
+            None => Arc::new(EngineHost::new(self.engine.clone())),
+        };
+        self.install(name, existing, host, Handler::Endpoint(function), String::new(), Some(endpoint), &config, &what)
+    }
+
+    /// The checks of a deploy that need no component: the settings' bounds, the dead-letter
+    /// topic, and the trigger (its table exists, its cron expression fires).
+    fn check_config(&self, name: &str, config: &FunctionConfig) -> Result<(), ServiceError> {
         config.validate().map_err(|(field, reason)| ServiceError::InvalidConfig { field, reason })?;
         if let Some(topic) = &config.dead_letter_topic
             && topic.starts_with("__")
@@ -211,36 +292,64 @@ impl FunctionService {
             });
         }
         let dead_letter_topic = config.dead_letter_topic.clone().unwrap_or_else(|| format!("{name}-dlq"));
-        if let Trigger::Topic { topic, .. } = &config.trigger
-            && *topic == dead_letter_topic
+        let trigger_topic = match &config.trigger {
+            Trigger::Topic { topic, .. } => Some(topic.clone()),
+            Trigger::Table { table, .. } => {
+                let topic = table_topic(&self.engine, table)
+                    .map_err(|reason| ServiceError::InvalidConfig { field: "trigger", reason })?;
+                Some(topic)
+            }
+            Trigger::Cron { expression } => {
+                let schedule = Schedule::parse(expression)
+                    .map_err(|reason| ServiceError::InvalidConfig { field: "trigger", reason })?;
+                let now = self.shared.clock.now_ms();
+                if schedule.next_after(now).is_none() {
+                    return Err(ServiceError::InvalidConfig {
+                        field: "trigger",
+                        reason: format!("cron expression {expression:?} never fires after {now} ms"),
+                    });
+                }
+                None
+            }
+            Trigger::None | Trigger::Http => None,
+        };
+        if let Some(topic) = trigger_topic
+            && topic == dead_letter_topic
         {
             return Err(ServiceError::InvalidConfig {
                 field: "dead_letter_topic",
                 reason: format!("{topic} is also the trigger topic: failures would loop"),
             });
         }
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
-        let existing = self.entry(name).ok();
-        let host = match &existing {
-            Some(entry) => entry.state.host.clone(),
-            None => Arc::new(EngineHost::new(self.engine.clone())),
-        };
-        let deploy_options =
-            DeployOptions { memory_bytes_max: config.memory_bytes_max, deadline_ms: config.deadline_ms };
-        let function = self.runtime.deploy(name, component, host.clone(), deploy_options)?;
-        let wasm = wat::parse_bytes(component).map_err(|e| DeployError::Wat(e.to_string()))?;
-        let sha256 = self.store.put(&wasm)?;
+        Ok(())
+    }
+
+    /// Records a new version in the registry and swaps it in (or starts a new function).
+    /// Called with the admin lock held.
+    #[allow(clippy::too_many_arguments)]
+    fn install(
+        &self,
+        name: &str,
+        existing: Option<Arc<Entry>>,
+        host: Arc<EngineHost>,
+        handler: Handler,
+        sha256: String,
+        endpoint: Option<EndpointConfig>,
+        config: &FunctionConfig,
+        what: &str,
+    ) -> Result<FunctionSpec, ServiceError> {
         let previous = existing.as_ref().map(|e| e.state.current());
         let mut spec = FunctionSpec::new(
             name,
             sha256.clone(),
-            &config,
+            config,
             previous.as_ref().map_or(1, |p| p.spec.version + 1),
             now_ms(),
         );
+        spec.endpoint = endpoint;
         spec.paused = previous.as_ref().is_some_and(|p| p.spec.paused);
         self.write_spec(name, Some(&spec))?;
-        let deployed = Deployed { spec: spec.clone(), function: Ok(Arc::new(function)) };
+        let deployed = Deployed { spec: spec.clone(), function: Ok(Arc::new(handler)) };
         match (existing, previous) {
             (Some(entry), Some(previous)) => {
                 let restart = !previous.spec.same_trigger_shape(&spec) || previous.function.is_err();
@@ -265,10 +374,7 @@ impl FunctionService {
                 self.write_functions().insert(name.to_string(), entry);
             }
         }
-        host.platform_log(
-            Level::Info,
-            format!("version {} deployed (component {}, trigger {})", spec.version, &sha256[..12], spec.trigger),
-        );
+        host.platform_log(Level::Info, format!("version {} deployed ({what}, trigger {})", spec.version, spec.trigger));
         Ok(spec)
     }
 
@@ -366,6 +472,61 @@ impl FunctionService {
         Ok(outputs)
     }
 
+    /// Serves an HTTP request routed to function `name` (`/fn/NAME/...`; `request.path` is
+    /// the part below the route, with its query string) with the current version's
+    /// `handle-http`, in a fresh instance on the caller's thread (run it on a blocking
+    /// thread from async code). Events the handler produced (`produce`) are written to their
+    /// topics as a trigger's outputs are, before the response is returned; no retries.
+    ///
+    /// Any function whose component exports `handle-http` serves requests, whatever its
+    /// trigger (`http`, or a topic function that also answers HTTP). Counted in the
+    /// function's metrics as an invocation (with its duration, and as an error if it fails).
+    ///
+    /// Errors, for the REST layer to map to a status:
+    /// - [`ServiceError::NotFound`]: no such function (404);
+    /// - [`ServiceError::Paused`]: the function is paused (503);
+    /// - [`ServiceError::NotHttp`]: its component does not export `handle-http` (404);
+    /// - [`ServiceError::NotLoaded`]: its stored component failed to load (503);
+    /// - [`ServiceError::Invoke`] with [`InvokeError::Timeout`]: past its deadline (504);
+    ///   with any other [`InvokeError`] (trap, out of memory, the handler's own error,
+    ///   limits, no free instance): 500;
+    /// - [`ServiceError::Output`]: the produced events could not be written (500).
+    pub fn handle_http(&self, name: &str, request: HttpRequest) -> Result<HttpResponse, ServiceError> {
+        let entry = self.entry(name)?;
+        let deployed = entry.state.current();
+        if deployed.spec.paused {
+            return Err(ServiceError::Paused(name.to_string()));
+        }
+        let function = match &deployed.function {
+            Ok(function) => function,
+            Err(reason) => return Err(ServiceError::NotLoaded { name: name.to_string(), reason: reason.clone() }),
+        };
+        let Some(function) = function.component().filter(|f| f.is_http()) else {
+            return Err(ServiceError::NotHttp(name.to_string()));
+        };
+        let metrics = &entry.state.metrics;
+        let started = Instant::now();
+        let result = function.invoke_http(&request);
+        metrics.invoked(started.elapsed());
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(InvokeError::NotHttp(_)) => return Err(ServiceError::NotHttp(name.to_string())),
+            Err(e) => {
+                Metrics::add(&metrics.errors, 1);
+                return Err(e.into());
+            }
+        };
+        match write_outputs_now(&self.shared, &outcome.produced) {
+            Ok(written) => Metrics::add(&metrics.outputs, written),
+            Err(e) => {
+                Metrics::add(&metrics.errors, 1);
+                entry.state.host.platform_log(Level::Warn, format!("an HTTP request's events were not written: {e}"));
+                return Err(ServiceError::Output(e));
+            }
+        }
+        Ok(outcome.response)
+    }
+
     /// Runs the function's dead letters written so far, in order, through its current
     /// version (after a fix was deployed, say), with the usual retries; those that fail
     /// again are dead-lettered anew. A replay position per dead-letter partition is
@@ -455,7 +616,7 @@ impl FunctionService {
         }
         let mut trigger = entry.trigger.lock().unwrap_or_else(|e| e.into_inner());
         if trigger.is_none() {
-            *trigger = TriggerHandle::start(self.shared.clone(), entry.state.clone(), &deployed.spec)
+            *trigger = TriggerHandle::start(self.shared.clone(), entry.state.clone(), &deployed.spec, &self.engine)
                 .map_err(|source| ServiceError::Thread { name: entry.state.name.clone(), source })?;
         }
         Ok(())
@@ -492,6 +653,9 @@ impl FunctionService {
     }
 
     fn remove_component_if_unused(&self, sha256: &str) {
+        if sha256.is_empty() {
+            return; // an endpoint function has no component
+        }
         let used = self.read_functions().values().any(|e| e.state.current().spec.component_sha256 == sha256);
         if !used {
             self.store.remove(sha256);
@@ -509,9 +673,18 @@ impl FunctionService {
         FunctionInfo { spec: deployed.spec.clone(), status, metrics: entry.state.metrics.snapshot(lag) }
     }
 
-    /// End offset minus committed position, per partition of the trigger topic.
+    /// End offset minus committed position, per partition of the trigger topic (for a
+    /// table trigger, the table's topic). None for other triggers.
     fn lag(&self, spec: &FunctionSpec) -> Vec<PartitionLag> {
-        let Trigger::Topic { topic, start } = &spec.trigger else { return Vec::new() };
+        let (topic, start) = match &spec.trigger {
+            Trigger::Topic { topic, start } => (topic.clone(), start),
+            Trigger::Table { table, start } => match table_topic(&self.engine, table) {
+                Ok(topic) => (topic, start),
+                Err(_) => return Vec::new(),
+            },
+            Trigger::None | Trigger::Cron { .. } | Trigger::Http => return Vec::new(),
+        };
+        let topic = topic.as_str();
         let log = self.shared.log.as_ref();
         let partitions = log.partitions(topic).unwrap_or(0);
         (0..partitions)

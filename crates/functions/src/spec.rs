@@ -4,9 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::EndpointConfig;
+
 use crate::limits::*;
 
 /// What makes a function run.
+///
+/// Stored as JSON tagged by `kind` (`{"kind":"topic","topic":..,"start":..}`, `"table"`,
+/// `"cron"`, `"http"`, `"none"`); the CLI form is what [`Trigger::parse`] reads and
+/// `Display` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
@@ -14,6 +20,20 @@ pub enum Trigger {
     None,
     /// Every partition of a topic, from committed positions (at least once).
     Topic { topic: String, start: StartPosition },
+    /// Every change of a SQL table (CREATE TABLE or CREATE TABLE AS SELECT): the records of
+    /// the topic backing it, consumed like a topic trigger. A deleted row is an event with
+    /// no value (a tombstone). The table is looked up when the trigger starts.
+    Table { table: String, start: StartPosition },
+    /// A timer: a cron expression of 5 fields (minute hour day-of-month month day-of-week)
+    /// or 6 (seconds first), in UTC. Each fire is one event: topic `""`, partition -1,
+    /// offset and timestamp the scheduled fire time in milliseconds, key the function's
+    /// name, value `{"scheduled_ms":..,"fired_ms":..}`. A restart runs at most one fire
+    /// missed while stopped (the latest).
+    Cron { expression: String },
+    /// HTTP requests routed to the function (`/fn/NAME/...`, through
+    /// [`FunctionService::handle_http`](crate::FunctionService::handle_http)); the
+    /// component must export `handle-http`. No events.
+    Http,
 }
 
 impl Trigger {
@@ -22,42 +42,79 @@ impl Trigger {
         Trigger::Topic { topic: topic.into(), start: StartPosition::Earliest }
     }
 
-    /// Parses the CLI form: `none`, `topic:NAME`, `topic:NAME@earliest|latest|TIMESTAMP_MS`.
+    /// A table-change trigger starting at the earliest offset of the table's topic (so it
+    /// sees the table's current rows first).
+    pub fn table(table: impl Into<String>) -> Self {
+        Trigger::Table { table: table.into(), start: StartPosition::Earliest }
+    }
+
+    /// A timer trigger firing on the cron expression `expression` (not checked here: see
+    /// [`FunctionConfig::validate`]).
+    pub fn cron(expression: impl Into<String>) -> Self {
+        Trigger::Cron { expression: expression.into() }
+    }
+
+    /// Parses the CLI form: `none`, `http`, `topic:NAME`, `table:NAME` (both with an
+    /// optional `@earliest`, `@latest` or `@TIMESTAMP_MS`), or `cron:EXPR` (5 or 6 fields,
+    /// UTC; checked).
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text == "none" {
-            return Ok(Trigger::None);
+        match text {
+            "none" => return Ok(Trigger::None),
+            "http" => return Ok(Trigger::Http),
+            _ => {}
         }
-        let Some(rest) = text.strip_prefix("topic:") else {
-            return Err(format!("trigger {text:?} is not `none` or `topic:NAME[@earliest|latest|TIMESTAMP_MS]`"));
+        if let Some(expression) = text.strip_prefix("cron:") {
+            let expression = expression.trim();
+            crate::timer::Schedule::parse(expression)?;
+            return Ok(Trigger::Cron { expression: expression.to_string() });
+        }
+        let (kind, rest) = match (text.strip_prefix("topic:"), text.strip_prefix("table:")) {
+            (Some(rest), _) => ("topic", rest),
+            (None, Some(rest)) => ("table", rest),
+            (None, None) => {
+                return Err(format!(
+                    "trigger {text:?} is not `none`, `http`, `topic:NAME[@START]`, `table:NAME[@START]` or \
+                     `cron:EXPR` (START: earliest, latest or milliseconds since the epoch)"
+                ));
+            }
         };
-        let (topic, start) = match rest.split_once('@') {
+        let (name, start) = match rest.split_once('@') {
             None => (rest, StartPosition::Earliest),
-            Some((topic, "earliest")) => (topic, StartPosition::Earliest),
-            Some((topic, "latest")) => (topic, StartPosition::Latest),
-            Some((topic, ms)) => match ms.parse() {
-                Ok(ms) => (topic, StartPosition::Timestamp { ms }),
+            Some((name, "earliest")) => (name, StartPosition::Earliest),
+            Some((name, "latest")) => (name, StartPosition::Latest),
+            Some((name, ms)) => match ms.parse() {
+                Ok(ms) => (name, StartPosition::Timestamp { ms }),
                 Err(_) => return Err(format!("trigger start {ms:?} is not earliest, latest or milliseconds")),
             },
         };
-        if topic.is_empty() {
-            return Err("trigger topic is empty".to_string());
+        if name.is_empty() {
+            return Err(format!("trigger {kind} is empty"));
         }
-        Ok(Trigger::Topic { topic: topic.to_string(), start })
+        Ok(match kind {
+            "topic" => Trigger::Topic { topic: name.to_string(), start },
+            _ => Trigger::Table { table: name.to_string(), start },
+        })
     }
 }
 
 impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Trigger::None => f.write_str("none"),
-            Trigger::Topic { topic, start: StartPosition::Earliest } => write!(f, "topic:{topic}"),
-            Trigger::Topic { topic, start: StartPosition::Latest } => write!(f, "topic:{topic}@latest"),
-            Trigger::Topic { topic, start: StartPosition::Timestamp { ms } } => write!(f, "topic:{topic}@{ms}"),
+        let (kind, name, start) = match self {
+            Trigger::None => return f.write_str("none"),
+            Trigger::Http => return f.write_str("http"),
+            Trigger::Cron { expression } => return write!(f, "cron:{expression}"),
+            Trigger::Topic { topic, start } => ("topic", topic, start),
+            Trigger::Table { table, start } => ("table", table, start),
+        };
+        match start {
+            StartPosition::Earliest => write!(f, "{kind}:{name}"),
+            StartPosition::Latest => write!(f, "{kind}:{name}@latest"),
+            StartPosition::Timestamp { ms } => write!(f, "{kind}:{name}@{ms}"),
         }
     }
 }
 
-/// Where a topic trigger starts in a partition it has no committed position for.
+/// Where a topic or table trigger starts in a partition it has no committed position for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "at", rename_all = "snake_case")]
 pub enum StartPosition {
@@ -129,10 +186,13 @@ impl FunctionConfig {
         {
             return Err(("dead_letter_topic", "empty".to_string()));
         }
-        if let Trigger::Topic { topic, .. } = &self.trigger
-            && topic.is_empty()
-        {
-            return Err(("trigger", "topic is empty".to_string()));
+        match &self.trigger {
+            Trigger::Topic { topic, .. } if topic.is_empty() => return Err(("trigger", "topic is empty".to_string())),
+            Trigger::Table { table, .. } if table.is_empty() => return Err(("trigger", "table is empty".to_string())),
+            Trigger::Cron { expression } => {
+                crate::timer::Schedule::parse(expression).map_err(|reason| ("trigger", reason))?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -142,8 +202,13 @@ impl FunctionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FunctionSpec {
     pub name: String,
-    /// SHA-256 (hex) of the component binary in `<data_dir>/functions/components/`.
+    /// SHA-256 (hex) of the component binary in `<data_dir>/functions/components/`; empty
+    /// for an HTTP-endpoint function.
     pub component_sha256: String,
+    /// Set for an HTTP-endpoint function: the URL its batches are POSTed to (instead of a
+    /// component).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointConfig>,
     pub trigger: Trigger,
     pub concurrency: u32,
     pub retries: u32,
@@ -166,6 +231,7 @@ impl FunctionSpec {
         Self {
             name: name.to_string(),
             component_sha256: sha256,
+            endpoint: None,
             trigger: config.trigger.clone(),
             concurrency: config.concurrency,
             retries: config.retries,
@@ -180,6 +246,11 @@ impl FunctionSpec {
             version,
             deployed_at_ms: at_ms,
         }
+    }
+
+    /// The spec as it may be shown: an endpoint's header values and URL query redacted.
+    pub fn redacted(&self) -> FunctionSpec {
+        FunctionSpec { endpoint: self.endpoint.as_ref().map(EndpointConfig::redacted), ..self.clone() }
     }
 
     /// Whether `other` needs the trigger's threads restarted (rather than a swap of the
@@ -198,14 +269,69 @@ mod tests {
 
     #[test]
     fn triggers_parse_and_print() {
-        for text in ["none", "topic:orders", "topic:orders@latest", "topic:orders@1700000000000"] {
+        for text in [
+            "none",
+            "http",
+            "topic:orders",
+            "topic:orders@latest",
+            "topic:orders@1700000000000",
+            "table:users",
+            "table:users@latest",
+            "table:USERS@1700000000000",
+            "cron:*/5 * * * *",
+            "cron:0 30 9 * * MON-FRI",
+            "cron:* * * * * *",
+        ] {
             let trigger = Trigger::parse(text).expect(text);
             assert_eq!(trigger.to_string(), text);
+            assert_eq!(Trigger::parse(&trigger.to_string()).as_ref(), Ok(&trigger), "{text}");
         }
         assert_eq!(Trigger::parse("topic:orders@earliest"), Ok(Trigger::topic("orders")));
-        for bad in ["", "topic:", "cron:* * *", "topic:x@soon"] {
+        assert_eq!(Trigger::parse("table:users@earliest"), Ok(Trigger::table("users")));
+        assert_eq!(Trigger::parse("cron: 0 * * * * "), Ok(Trigger::cron("0 * * * *")));
+        for bad in [
+            "",
+            "topic:",
+            "table:",
+            "table:@latest",
+            "cron:* * *",
+            "cron:",
+            "cron:61 * * * *",
+            "cron:* * * * * * 2030",
+            "topic:x@soon",
+            "table:x@soon",
+            "HTTP",
+            "http:x",
+        ] {
             assert!(Trigger::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Specs stored before table, cron and http triggers existed still load.
+    #[test]
+    fn stored_triggers_keep_their_json_form() {
+        let old = r#"{"kind":"topic","topic":"orders","start":{"at":"latest"}}"#;
+        let trigger: Trigger = serde_json::from_str(old).unwrap();
+        assert_eq!(trigger, Trigger::Topic { topic: "orders".into(), start: StartPosition::Latest });
+        assert_eq!(serde_json::to_string(&trigger).unwrap(), old);
+        assert_eq!(serde_json::from_str::<Trigger>(r#"{"kind":"none"}"#).unwrap(), Trigger::None);
+        for trigger in [Trigger::table("users"), Trigger::cron("* * * * *"), Trigger::Http] {
+            let json = serde_json::to_string(&trigger).unwrap();
+            assert_eq!(serde_json::from_str::<Trigger>(&json).unwrap(), trigger, "{json}");
+        }
+        assert_eq!(serde_json::to_string(&Trigger::Http).unwrap(), r#"{"kind":"http"}"#);
+        assert_eq!(
+            serde_json::to_string(&Trigger::cron("0 * * * *")).unwrap(),
+            r#"{"kind":"cron","expression":"0 * * * *"}"#
+        );
+    }
+
+    #[test]
+    fn a_bad_cron_expression_is_refused_by_validate() {
+        let bad = FunctionConfig { trigger: Trigger::cron("* * nonsense"), ..FunctionConfig::default() };
+        assert_eq!(bad.validate().map_err(|e| e.0), Err("trigger"));
+        let good = FunctionConfig { trigger: Trigger::cron("0 0 * * *"), ..FunctionConfig::default() };
+        assert!(good.validate().is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Topic triggers: one consumer thread per function reads every partition of the trigger
-//! topic from its committed positions and hands each event to a lane (a worker thread)
+//! Topic and table triggers: one consumer thread per function reads every partition of the
+//! trigger topic (for a table trigger, the topic backing the SQL table, looked up in the
+//! engine when the trigger starts) from its committed positions and hands each event to a lane (a worker thread)
 //! chosen by its key, so events of one key run in order while different keys run on up to
 //! `concurrency` lanes at once. A lane invokes batches of up to `batch_size` events; a
 //! position is committed only once every event before it is done (at least once).
@@ -8,6 +9,9 @@
 //! batch's events are retried one by one, so a poison event does not take its neighbours
 //! along, and those that still fail are written to the dead-letter topic with headers
 //! saying where they came from and why they failed. The partition goes on.
+//!
+//! Timer triggers ([`crate::timer`]) run their fires through the same [`process`]; HTTP
+//! triggers have no thread (the service invokes them per request).
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -18,18 +22,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use runnel_records::RecordHeader;
-use runnel_sql::EventLog;
+use runnel_records::{RecordHeader, partition_for_key};
+use runnel_sql::ast::SourceKind;
 use runnel_sql::eventlog::{LogRecord, OutRecord};
+use runnel_sql::{Engine, EventLog};
 
 use crate::bindings::{Event, Header, Level, OutputEvent};
 use crate::engine_host::{EngineHost, now_ms};
 use crate::error::InvokeError;
+use crate::handler::Handler;
 use crate::limits::*;
 use crate::metrics::Metrics;
 use crate::registry::{Position, PositionStore, trigger_key};
-use crate::runtime::Function;
 use crate::spec::{FunctionSpec, StartPosition, Trigger};
+use crate::timer::{Clock, Schedule, Timer};
 
 /// Header of a dead letter: the function that failed on it.
 pub const DLQ_HEADER_FUNCTION: &str = "runnel.dlq.function";
@@ -50,7 +56,7 @@ pub const DLQ_HEADER_PREFIX: &str = "runnel.dlq.";
 pub(crate) struct Deployed {
     pub spec: FunctionSpec,
     /// `Err`: the stored component could not be loaded at start (the reason).
-    pub function: Result<Arc<Function>, String>,
+    pub function: Result<Arc<Handler>, String>,
 }
 
 /// Everything about one function that outlives its versions.
@@ -75,6 +81,8 @@ pub(crate) struct Shared {
     pub auto_create_output_topics: bool,
     /// Spreads null-key outputs and dead letters over partitions.
     pub round_robin: AtomicU32,
+    /// The time timer triggers fire by.
+    pub clock: Clock,
 }
 
 /// Why one attempt failed.
@@ -339,45 +347,27 @@ pub(crate) fn event_of(topic: &str, record: LogRecord) -> Event {
     }
 }
 
-/// Kafka's default partitioner for keyed records (murmur2); round robin for null keys.
+/// Kafka's default partitioner for keyed records (murmur2, from `runnel-records`, so
+/// outputs land where a Kafka producer would put them); round robin for null keys.
 fn partition_for(key: Option<&[u8]>, partitions: u32, round_robin: &AtomicU32) -> u32 {
     let partitions = partitions.max(1);
     match key {
-        Some(key) => (murmur2(key) & 0x7fff_ffff) % partitions,
+        Some(key) => partition_for_key(key, partitions),
         None => round_robin.fetch_add(1, Ordering::Relaxed) % partitions,
     }
 }
 
-/// Kafka's murmur2 hash (`org.apache.kafka.common.utils.Utils.murmur2`).
-fn murmur2(data: &[u8]) -> u32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let mut h = SEED ^ (data.len() as u32);
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
+/// The topic backing SQL table `table` (looked up as written, then upper-cased as an
+/// unquoted SQL name is), or why there is none.
+pub(crate) fn table_topic(engine: &Engine, table: &str) -> Result<String, String> {
+    let source = engine.source(table).or_else(|| engine.source(&table.to_ascii_uppercase()));
+    match source {
+        None => Err(format!("table {table} does not exist")),
+        Some(source) if source.kind != SourceKind::Table => {
+            Err(format!("{table} is a stream, not a table: use a topic trigger on {}", source.topic))
+        }
+        Some(source) => Ok(source.topic.clone()),
     }
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h
 }
 
 /// The lane of an event: by its key, so one key always runs on one lane; null keys by
@@ -442,23 +432,47 @@ impl PartitionProgress {
 
 type Progress = Arc<Mutex<Vec<PartitionProgress>>>;
 
-/// A running topic trigger; stopping it (or dropping it) commits what is done and joins
-/// its threads.
+/// A running topic, table or timer trigger; stopping it (or dropping it) commits what is
+/// done and joins its threads.
 pub(crate) struct TriggerHandle {
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TriggerHandle {
-    /// Starts the trigger of `spec`, if it has one.
-    pub fn start(shared: Arc<Shared>, state: Arc<FunctionState>, spec: &FunctionSpec) -> std::io::Result<Option<Self>> {
-        let Trigger::Topic { topic, start } = &spec.trigger else { return Ok(None) };
+    /// Starts the trigger of `spec`, if it has one with a thread (topic, table or timer).
+    pub fn start(
+        shared: Arc<Shared>,
+        state: Arc<FunctionState>,
+        spec: &FunctionSpec,
+        engine: &Arc<Engine>,
+    ) -> std::io::Result<Option<Self>> {
         let stop = Arc::new(Stop::default());
+        let (source, start) = match &spec.trigger {
+            Trigger::None | Trigger::Http => return Ok(None),
+            Trigger::Cron { expression } => {
+                let schedule = match Schedule::parse(expression) {
+                    Ok(schedule) => schedule,
+                    Err(reason) => {
+                        // Checked at deploy; only a spec stored by another version gets here.
+                        state.host.platform_log(Level::Error, format!("timer not started: {reason}"));
+                        return Ok(None);
+                    }
+                };
+                let timer = Timer { shared, state, schedule, expression: expression.clone(), stop: stop.clone() };
+                let thread =
+                    std::thread::Builder::new().name(format!("fn-{}-timer", spec.name)).spawn(move || timer.run())?;
+                return Ok(Some(Self { stop, thread: Some(thread) }));
+            }
+            Trigger::Topic { topic, start } => (Source::Topic(topic.clone()), *start),
+            Trigger::Table { table, start } => (Source::Table { table: table.clone(), engine: engine.clone() }, *start),
+        };
         let consumer = Consumer {
             shared,
             state,
-            topic: topic.clone(),
-            start: *start,
+            source,
+            topic: String::new(),
+            start,
             concurrency: spec.concurrency.max(1) as usize,
             batch_size: spec.batch_size.max(1) as usize,
             batch_window: Duration::from_millis(spec.batch_window_ms),
@@ -482,9 +496,21 @@ impl Drop for TriggerHandle {
     }
 }
 
+/// What a consumer reads.
+enum Source {
+    Topic(String),
+    /// The topic backing a SQL table, looked up when the consumer starts.
+    Table {
+        table: String,
+        engine: Arc<Engine>,
+    },
+}
+
 struct Consumer {
     shared: Arc<Shared>,
     state: Arc<FunctionState>,
+    source: Source,
+    /// The topic read: the trigger's, or the table's once looked up.
     topic: String,
     start: StartPosition,
     concurrency: usize,
@@ -494,8 +520,40 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn run(self) {
+    fn run(mut self) {
         let poll = Duration::from_millis(TRIGGER_POLL_WAIT_MS);
+        match &self.source {
+            Source::Topic(topic) => self.topic = topic.clone(),
+            Source::Table { table, engine } => {
+                let mut last_error = String::new();
+                loop {
+                    match table_topic(engine, table) {
+                        Ok(topic) => {
+                            if !last_error.is_empty() {
+                                self.state.host.platform_log(Level::Info, format!("table {table} exists again"));
+                            }
+                            self.topic = topic;
+                            break;
+                        }
+                        Err(reason) => {
+                            if reason != last_error {
+                                self.state.host.platform_log(
+                                    Level::Error,
+                                    format!(
+                                        "table trigger cannot start: {reason}; \
+                                         looking again every {TABLE_RESOLVE_RETRY_MS} ms"
+                                    ),
+                                );
+                                last_error = reason;
+                            }
+                            if self.stop.sleep(Duration::from_millis(TABLE_RESOLVE_RETRY_MS)) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let mut waiting_logged = false;
         while self.shared.log.partitions(&self.topic).is_none() {
             if !waiting_logged {
@@ -700,19 +758,17 @@ impl Lane {
 mod tests {
     use super::*;
 
-    /// Values from Kafka's `UtilsTest.testMurmur2`, so outputs land where a Kafka producer
-    /// would put them.
+    /// Keyed outputs go where Kafka's default partitioner puts them (the murmur2 values of
+    /// Kafka's `UtilsTest.testMurmur2`: "21" hashes to -973932308);
+    /// null keys take turns.
     #[test]
-    fn murmur2_matches_kafka() {
-        let cases: [(&[u8], i32); 4] = [
-            (b"21", -973932308),
-            (b"foobar", -790332482),
-            (b"a-little-bit-long-string", -985981536),
-            (b"a-little-bit-longer-string", -1486304829),
-        ];
-        for (data, expected) in cases {
-            assert_eq!(murmur2(data) as i32, expected, "{:?}", std::str::from_utf8(data));
-        }
+    fn partition_for_matches_kafka() {
+        let round_robin = AtomicU32::new(0);
+        assert_eq!(partition_for(Some(b"21"), 10_000, &round_robin), (-973_932_308i32 & 0x7fff_ffff) as u32 % 10_000);
+        assert_eq!(partition_for(Some(b"foobar"), 1, &round_robin), 0);
+        let spread: Vec<u32> = (0..4).map(|_| partition_for(None, 3, &round_robin)).collect();
+        assert_eq!(spread, [0, 1, 2, 0]);
+        assert_eq!(partition_for(Some(b"x"), 0, &round_robin), 0);
     }
 
     #[test]

@@ -77,7 +77,12 @@ fn invalid_components_are_rejected_at_deploy() {
     let wants_files = br#"(component
         (import "wasi:filesystem/preopens@0.2.0" (instance (export "get-directories" (func))))
     )"#;
-    assert!(matches!(deploy(wants_files), Err(DeployError::Link(_))));
+    match deploy(wants_files) {
+        Err(DeployError::Link(message)) => {
+            assert!(message.contains("imports wasi:filesystem/preopens@0.2.0"), "{message}")
+        }
+        other => panic!("a component importing WASI must not deploy: {other:?}"),
+    }
     assert!(matches!(
         runtime.deploy("no/slash", &example("trap.wat"), host.clone(), DeployOptions::default()),
         Err(DeployError::InvalidName { .. })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use runnel_functions::{FunctionConfig, FunctionInfo, FunctionService, ServiceConfig};
+use runnel_functions::{Clock, FunctionConfig, FunctionInfo, FunctionService, ServiceConfig};
 use runnel_log::{Log, LogConfig};
 use runnel_sql::eventlog::{EventLog, InProcessLog, LogRecord, OutRecord};
 use runnel_sql::{Engine, Session};
@@ -21,21 +21,28 @@ pub struct Stack {
     pub events: Arc<InProcessLog>,
     pub engine: Arc<Engine>,
     pub service: Option<FunctionService>,
+    /// The clock the service's timer triggers read.
+    pub clock: Clock,
 }
 
 impl Stack {
     pub fn new() -> Stack {
+        Stack::with_clock(Clock::system())
+    }
+
+    /// A stack whose timer triggers read `clock`.
+    pub fn with_clock(clock: Clock) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(LogConfig::new(dir.path().join("log"))).unwrap();
         let events = Arc::new(InProcessLog::new(log.clone()));
         let engine = Engine::open(events.clone()).unwrap();
-        let mut stack = Stack { dir, events, engine, service: None };
+        let mut stack = Stack { dir, events, engine, service: None, clock };
         stack.open_service();
         stack
     }
 
     pub fn open_service(&mut self) {
-        let config = ServiceConfig::new(self.dir.path());
+        let config = ServiceConfig { clock: self.clock.clone(), ..ServiceConfig::new(self.dir.path()) };
         self.service =
             Some(FunctionService::open(config, self.events.clone(), self.engine.clone()).expect("service opens"));
     }
