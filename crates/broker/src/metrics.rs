@@ -202,7 +202,9 @@ fn escape_label(value: &str) -> String {
     out
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
+/// Label pairs as the text format writes them after a metric name: `{k="v",...}`, or
+/// nothing when there are none.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
     if pairs.is_empty() {
         return String::new();
     }
@@ -211,7 +213,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 /// A float as the text format spells it.
-fn float(v: f64) -> String {
+pub fn float(v: f64) -> String {
     if v.is_infinite() {
         if v > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() }
     } else if v.is_nan() {
@@ -221,12 +223,22 @@ fn float(v: f64) -> String {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// The `# HELP` and `# TYPE` lines that open a metric family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn histogram(out: &mut String, name: &str, label: &[(&str, &str)], cumulative: &[(f64, u64)], sum: f64, count: u64) {
+/// One histogram's series: a `_bucket` line per cumulative `(le, count)`, then `+Inf`, `_sum`
+/// and `_count`.
+pub fn histogram(
+    out: &mut String,
+    name: &str,
+    label: &[(&str, &str)],
+    cumulative: &[(f64, u64)],
+    sum: f64,
+    count: u64,
+) {
     for (le, n) in cumulative {
         let le = float(*le);
         let mut l = label.to_vec();

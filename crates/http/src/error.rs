@@ -29,6 +29,8 @@ pub enum ApiError {
     UnknownGroup(String),
     /// No such path (40404).
     NotFound(String),
+    /// No such function (40405).
+    UnknownFunction(String),
     /// The path exists but not with this method (40501).
     MethodNotAllowed(String),
     /// The topic exists already (40901).
@@ -44,8 +46,15 @@ pub enum ApiError {
     InternalTopic(String),
     /// The log failed (50001).
     Storage(String),
+    /// A function's invocation failed: it trapped, ran out of memory or returned an error
+    /// (50002).
+    FunctionFailed(String),
     /// The server is starting or stopping (50301).
     NotReady(String),
+    /// The function cannot run now: paused, or its component failed to load (50302).
+    Unavailable(String),
+    /// A function's invocation ran past its deadline (50401).
+    FunctionTimeout(String),
 }
 
 impl ApiError {
@@ -57,13 +66,15 @@ impl ApiError {
             ApiError::UnknownTopic(_)
             | ApiError::UnknownPartition { .. }
             | ApiError::UnknownGroup(_)
-            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            | ApiError::NotFound(_)
+            | ApiError::UnknownFunction(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TopicExists(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) | ApiError::BatchTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) | ApiError::InternalTopic(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) | ApiError::FunctionFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotReady(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::FunctionTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -76,6 +87,7 @@ impl ApiError {
             ApiError::UnknownPartition { .. } => 2,
             ApiError::UnknownGroup(_) => 3,
             ApiError::NotFound(_) => 4,
+            ApiError::UnknownFunction(_) => 5,
             ApiError::MethodNotAllowed(_) => 1,
             ApiError::TopicExists(_) => 1,
             ApiError::TooLarge(_) => 1,
@@ -83,7 +95,10 @@ impl ApiError {
             ApiError::Invalid(_) => 1,
             ApiError::InternalTopic(_) => 2,
             ApiError::Storage(_) => 1,
+            ApiError::FunctionFailed(_) => 2,
             ApiError::NotReady(_) => 1,
+            ApiError::Unavailable(_) => 2,
+            ApiError::FunctionTimeout(_) => 1,
         };
         u32::from(self.status().as_u16()) * 100 + n
     }
@@ -95,6 +110,7 @@ impl ApiError {
                 format!("topic {topic:?} has no partition {partition}")
             }
             ApiError::UnknownGroup(g) => format!("unknown consumer group {g:?}"),
+            ApiError::UnknownFunction(f) => format!("unknown function {f:?}"),
             ApiError::TopicExists(t) => format!("topic {t:?} already exists"),
             ApiError::MalformedBody(m)
             | ApiError::InvalidParameter(m)
@@ -106,7 +122,10 @@ impl ApiError {
             | ApiError::Invalid(m)
             | ApiError::InternalTopic(m)
             | ApiError::Storage(m)
-            | ApiError::NotReady(m) => m.clone(),
+            | ApiError::FunctionFailed(m)
+            | ApiError::NotReady(m)
+            | ApiError::Unavailable(m)
+            | ApiError::FunctionTimeout(m) => m.clone(),
         }
     }
 

@@ -2,8 +2,9 @@
 //! `GET /metrics` (Prometheus text format), `GET /openapi.json`, and a REST API under `/v1`
 //! over the same in-process [`Log`] and [`GroupCoordinator`] the broker serves: topics (list,
 //! create, describe, alter configs, delete), records (produce as JSON, consume as JSON or
-//! newline-delimited JSON) and consumer groups (list, describe with lag); and, when the SQL
-//! engine runs, ksqlDB's REST API ([`ksql`]).
+//! newline-delimited JSON) and consumer groups (list, describe with lag); when the SQL
+//! engine runs, ksqlDB's REST API ([`ksql`]); when functions run, their REST API under
+//! `/v1/functions` and their HTTP routes under `/fn/NAME/...`.
 //!
 //! Blocking log calls run on tokio's blocking pool. Every error is JSON
 //! (`{"error_code": 40401, "message": "..."}`, see [`error`]), with the status saying whose
@@ -13,6 +14,7 @@
 #![recursion_limit = "512"]
 
 pub mod error;
+mod functions;
 mod groups;
 pub mod ksql;
 pub mod limits;
@@ -72,6 +74,8 @@ pub(crate) struct Api {
     pub next_partition: std::sync::atomic::AtomicU32,
     /// The SQL engine behind ksqlDB's REST API (`/ksql`, `/query`, ...), when it runs.
     pub sql: Option<Arc<ksql::Sql>>,
+    /// The functions behind `/v1/functions` and `/fn/...`, when they run.
+    pub functions: Option<Arc<runnel_functions::FunctionService>>,
 }
 
 pub(crate) type Shared = State<Arc<Api>>;
@@ -97,6 +101,7 @@ impl HttpServer {
             ready: Readiness::default(),
             next_partition: std::sync::atomic::AtomicU32::new(0),
             sql: None,
+            functions: None,
         });
         Ok(HttpServer { listener, local_addr, api })
     }
@@ -105,6 +110,15 @@ impl HttpServer {
     pub fn with_sql(mut self, engine: Arc<runnel_sql::Engine>, cluster_id: String) -> HttpServer {
         if let Some(api) = Arc::get_mut(&mut self.api) {
             api.sql = Some(Arc::new(ksql::Sql::new(engine, cluster_id)));
+        }
+        self
+    }
+
+    /// Serves the functions REST API (`/v1/functions`) and HTTP-triggered functions
+    /// (`/fn/NAME/...`) of `service`, and adds their metrics to `/metrics`.
+    pub fn with_functions(mut self, service: Arc<runnel_functions::FunctionService>) -> HttpServer {
+        if let Some(api) = Arc::get_mut(&mut self.api) {
+            api.functions = Some(service);
         }
         self
     }
@@ -176,6 +190,7 @@ fn router(api: Arc<Api>) -> Router {
         .merge(records::routes())
         .merge(groups::routes())
         .merge(ksql::routes())
+        .merge(functions::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(middleware::from_fn(json_errors))
@@ -191,8 +206,14 @@ async fn healthz(State(api): Shared) -> Response {
 }
 
 async fn metrics(State(api): Shared) -> Result<Response, ApiError> {
-    let text = tokio::task::spawn_blocking(move || runnel_broker::metrics::encode(&api.metrics, &api.log, &api.groups))
-        .await?;
+    let text = tokio::task::spawn_blocking(move || {
+        let mut text = runnel_broker::metrics::encode(&api.metrics, &api.log, &api.groups);
+        if let Some(service) = &api.functions {
+            functions::encode_metrics(&mut text, &service.list());
+        }
+        text
+    })
+    .await?;
     let mut response = text.into_response();
     response
         .headers_mut()
@@ -220,7 +241,8 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    let from_function = response.extensions().get::<functions::FunctionAnswer>().is_some();
+    if !(status.is_client_error() || status.is_server_error()) || is_json || from_function {
         return response;
     }
     let error = match status {

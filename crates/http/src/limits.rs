@@ -37,6 +37,15 @@ pub const CONFIG_CHANGES_MAX: usize = 100;
 /// the buffer is full.
 pub const NDJSON_BUFFER_LINES: usize = 32;
 
+/// Largest request body passed to a function's HTTP handler (`/fn/NAME/...`), in bytes.
+pub const FUNCTION_HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// How often a followed function log (`logs?follow=true`) looks for new lines.
+pub const LOG_FOLLOW_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Log lines one `GET /v1/functions/{name}/logs` returns at most (the newest).
+pub const LOG_LINES_PER_RESPONSE_MAX: usize = 10_000;
+
 /// Most HTTP connections open at once; further ones are closed on accept (the Kafka listener
 /// has its own limit, so a flood of HTTP clients never starves Kafka clients).
 pub const CONNECTIONS_MAX: usize = 1024;

@@ -6,6 +6,11 @@
 
 use serde_json::{Value, json};
 
+use runnel_functions::limits::{
+    BATCH_WINDOW_MS_MAX, COMPONENT_BYTES_MAX, CONCURRENCY_MAX, DEADLINE_MS_MAX, FUNCTION_NAME_BYTES_MAX,
+    INPUT_EVENTS_PER_INVOCATION_MAX, MEMORY_BYTES_MAX, RETRIES_MAX, RETRY_BACKOFF_MS_MAX,
+};
+
 use crate::limits::{
     CONFIG_CHANGES_MAX, CONSUME_LIMIT_DEFAULT, CONSUME_LIMIT_MAX, PRODUCE_RECORDS_MAX, RECORD_HEADERS_MAX,
     REQUEST_BODY_BYTES_MAX, TOPIC_NAME_BYTES_MAX,
@@ -44,12 +49,28 @@ fn topic_param() -> Value {
     })
 }
 
+/// Function names as the runtime accepts them.
+pub const FUNCTION_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*$";
+
 fn nullable_string(description: &str) -> Value {
     json!({ "type": "string", "nullable": true, "description": description })
 }
 
 /// The whole document.
 pub fn document() -> Value {
+    let mut doc = core_document();
+    let (paths, schemas) = functions();
+    if let (Some(all), Value::Object(more)) = (doc["paths"].as_object_mut(), paths) {
+        all.extend(more);
+    }
+    if let (Some(all), Value::Object(more)) = (doc["components"]["schemas"].as_object_mut(), schemas) {
+        all.extend(more);
+    }
+    doc
+}
+
+/// Topics, records and consumer groups.
+fn core_document() -> Value {
     let internal = error("Internal error: the log failed.");
     let too_large = error(&format!("The request body exceeds {REQUEST_BODY_BYTES_MAX} bytes."));
     let malformed = error("The body is not JSON or not of the documented shape.");
@@ -59,7 +80,7 @@ pub fn document() -> Value {
             "title": "runnel HTTP API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": format!(
-                "Topics, records and consumer groups of a runnel server, beside its Kafka listener. \
+                "Topics, records, consumer groups and functions of a runnel server, beside its Kafka listener. \
                  Errors are JSON objects with an `error_code` (the HTTP status followed by two digits) and a \
                  `message`. Keys, values and header values are strings: UTF-8 text by default, or base64 \
                  (standard alphabet, padded) with `encoding` set to `base64`. Request bodies are at most \
@@ -319,4 +340,176 @@ pub fn document() -> Value {
                     "lag": { "type": "integer", "description": "The sum of the partitions' lag." } } }
         }}
     })
+}
+
+fn name_param() -> Value {
+    json!({
+        "name": "name", "in": "path", "required": true, "description": "The function's name.",
+        "schema": { "type": "string", "minLength": 1, "maxLength": FUNCTION_NAME_BYTES_MAX,
+                    "pattern": FUNCTION_NAME_PATTERN }
+    })
+}
+
+fn integer_query(name: &str, minimum: u64, maximum: u64, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description,
+            "schema": { "type": "integer", "minimum": minimum, "maximum": maximum } })
+}
+
+/// The functions API under `/v1/functions`: its paths and its schemas.
+fn functions() -> (Value, Value) {
+    let unknown = error("No such function (or functions do not run on this server).");
+    let internal = error("Internal error: the log or the function store failed.");
+    let spec = ok("The function's stored settings.", "FunctionSpec");
+    let paths = json!({
+        "/v1/functions": { "get": {
+            "operationId": "listFunctions", "summary": "Every function with its settings, state and metrics",
+            "responses": { "200": ok("The functions, by name.", "FunctionList"), "404": unknown.clone() }
+        }},
+        "/v1/functions/{name}": {
+            "parameters": [name_param()],
+            "get": {
+                "operationId": "describeFunction", "summary": "A function's settings, state and metrics",
+                "responses": { "200": ok("The function.", "FunctionInfo"), "404": unknown.clone() }
+            },
+            "put": {
+                "operationId": "deployFunction",
+                "summary": "Deploy a component as the function, or a new version of it (keeps its positions)",
+                "description": "The body is the component. An HTTP-endpoint function is deployed with `Content-Type: application/json` and the body `{\"endpoint\": {\"url\": \"https://...\", \"timeout_ms\": 30000, \"headers\": {\"Authorization\": \"...\"}}}` instead; header values are never shown again.",
+                "parameters": [
+                    { "name": "trigger", "in": "query", "required": false,
+                      "description": "`none` (the default), `topic:NAME[@earliest|@latest|@MS]`, `table:NAME[@...]`, `cron:EXPR` or `http`.",
+                      "schema": { "type": "string" } },
+                    integer_query("concurrency", 1, CONCURRENCY_MAX.into(), "Lanes: keys handled at once (one key in order)."),
+                    integer_query("retries", 0, RETRIES_MAX.into(), "Retries of a failed invocation before dead-lettering."),
+                    integer_query("retry_backoff_initial_ms", 0, RETRY_BACKOFF_MS_MAX, "Wait before the first retry."),
+                    integer_query("retry_backoff_max_ms", 0, RETRY_BACKOFF_MS_MAX, "Longest wait between retries."),
+                    { "name": "dead_letter_topic", "in": "query", "required": false,
+                      "description": "Where failed events go (default NAME-dlq).", "schema": { "type": "string", "minLength": 1 } },
+                    integer_query("batch_size", 1, INPUT_EVENTS_PER_INVOCATION_MAX as u64, "Most events per invocation."),
+                    integer_query("batch_window_ms", 0, BATCH_WINDOW_MS_MAX, "How long a batch waits to fill."),
+                    integer_query("memory_bytes_max", 65_536, MEMORY_BYTES_MAX as u64, "Memory limit of one invocation."),
+                    integer_query("deadline_ms", 1, DEADLINE_MS_MAX, "Deadline of one invocation.")
+                ],
+                "requestBody": { "required": true, "content": {
+                    "application/wasm": { "schema": { "type": "string", "format": "binary", "maxLength": COMPONENT_BYTES_MAX } }
+                }},
+                "responses": {
+                    "200": spec.clone(), "201": spec.clone(),
+                    "400": error("An empty body or a bad query parameter."),
+                    "404": unknown.clone(),
+                    "413": error(&format!("The component exceeds {COMPONENT_BYTES_MAX} bytes.")),
+                    "422": error("The name, a setting, or the component is refused (with the runtime's reason)."),
+                    "500": internal.clone()
+                }
+            },
+            "delete": {
+                "operationId": "deleteFunction", "summary": "Remove a function and its positions (its dead letters stay)",
+                "responses": { "204": { "description": "Deleted." }, "404": unknown.clone(), "500": internal.clone() }
+            }
+        },
+        "/v1/functions/{name}/pause": { "parameters": [name_param()], "post": {
+            "operationId": "pauseFunction", "summary": "Stop the function's trigger, keeping its positions",
+            "responses": { "200": spec.clone(), "404": unknown.clone(), "500": internal.clone() }
+        }},
+        "/v1/functions/{name}/resume": { "parameters": [name_param()], "post": {
+            "operationId": "resumeFunction", "summary": "Restart a paused function from its positions",
+            "responses": { "200": spec.clone(), "404": unknown.clone(), "500": internal.clone() }
+        }},
+        "/v1/functions/{name}/replay-dead-letters": { "parameters": [name_param()], "post": {
+            "operationId": "replayDeadLetters", "summary": "Run the function's dead letters through its current version",
+            "responses": {
+                "200": ok("What the replay did.", "ReplayReport"), "404": unknown.clone(),
+                "500": internal.clone(), "503": error("The function's component failed to load.")
+            }
+        }},
+        "/v1/functions/{name}/logs": { "parameters": [name_param()], "get": {
+            "operationId": "functionLogs", "summary": "The function's kept log lines",
+            "parameters": [
+                { "name": "since_ms", "in": "query", "required": false,
+                  "description": "Only lines written at or after this time (ms since the Unix epoch).",
+                  "schema": { "type": "integer" } },
+                { "name": "follow", "in": "query", "required": false,
+                  "description": "Stream lines as NDJSON, new ones as they are written, until the client leaves.",
+                  "schema": { "type": "boolean", "default": false } }
+            ],
+            "responses": {
+                "200": { "description": "The lines, oldest first.", "content": {
+                    "application/json": { "schema": { "$ref": "#/components/schemas/LogLines" } },
+                    "application/x-ndjson": { "schema": { "type": "array",
+                        "items": { "$ref": "#/components/schemas/LogLine" } } } } },
+                "400": error("A bad query parameter."),
+                "404": unknown.clone()
+            }
+        }},
+        "/v1/functions/{name}/invoke": { "parameters": [name_param()], "post": {
+            "operationId": "invokeFunction",
+            "summary": "Run the function's current version once on events (no retries) and return its outputs",
+            "parameters": [{ "name": "write", "in": "query", "required": false,
+                             "description": "Also write the outputs to their topics.",
+                             "schema": { "type": "boolean", "default": false } }],
+            "requestBody": body("InvokeRequest"),
+            "responses": {
+                "200": ok("The outputs.", "InvokeResponse"),
+                "400": error("The body is not JSON of the documented shape, or a bad query parameter."),
+                "404": unknown.clone(),
+                "413": error(&format!("The request body exceeds {REQUEST_BODY_BYTES_MAX} bytes.")),
+                "422": error("No events, too many, or an event that cannot be read."),
+                "500": error("The invocation failed (trap, memory limit, the function's error) or its outputs could not be written."),
+                "503": error("The function's component failed to load."),
+                "504": error("The invocation ran past its deadline.")
+            }
+        }}
+    });
+    let bytes = json!({ "nullable": true, "description":
+        "null, UTF-8 text as a string, {\"base64\": \"...\"} for other bytes, or any other JSON (its text)." });
+    let schemas = json!({
+        "FunctionSpec": { "type": "object",
+            "required": ["name", "component_sha256", "trigger", "concurrency", "retries", "dead_letter_topic",
+                         "batch_size", "batch_window_ms", "memory_bytes_max", "deadline_ms", "paused", "version",
+                         "deployed_at_ms"],
+            "properties": {
+                "name": { "type": "string" }, "component_sha256": { "type": "string" },
+                "trigger": { "type": "object", "required": ["kind"], "properties": { "kind": { "type": "string" } } },
+                "concurrency": { "type": "integer" }, "retries": { "type": "integer" },
+                "dead_letter_topic": { "type": "string" }, "batch_size": { "type": "integer" },
+                "batch_window_ms": { "type": "integer" }, "memory_bytes_max": { "type": "integer" },
+                "deadline_ms": { "type": "integer" }, "paused": { "type": "boolean" },
+                "version": { "type": "integer", "minimum": 1 }, "deployed_at_ms": { "type": "integer" } } },
+        "FunctionInfo": { "type": "object", "required": ["spec", "status", "metrics"], "properties": {
+            "spec": { "$ref": "#/components/schemas/FunctionSpec" },
+            "status": { "type": "object", "required": ["state"], "properties": {
+                "state": { "type": "string", "enum": ["running", "paused", "failed"] },
+                "reason": { "type": "string", "description": "Why the component failed to load." } } },
+            "metrics": { "type": "object",
+                "required": ["invocations", "errors", "retries", "dead_letters", "events", "outputs", "lag"],
+                "properties": {
+                    "invocations": { "type": "integer" }, "errors": { "type": "integer" },
+                    "retries": { "type": "integer" }, "dead_letters": { "type": "integer" },
+                    "events": { "type": "integer" }, "outputs": { "type": "integer" },
+                    "lag": { "type": "integer", "description": "Trigger records not yet done." } } } } },
+        "FunctionList": { "type": "object", "required": ["functions"], "properties": {
+            "functions": { "type": "array", "items": { "$ref": "#/components/schemas/FunctionInfo" } } } },
+        "ReplayReport": { "type": "object", "required": ["replayed", "dead_lettered_again"], "properties": {
+            "replayed": { "type": "integer" }, "dead_lettered_again": { "type": "integer" } } },
+        "LogLine": { "type": "object", "required": ["seq", "at_ms", "level", "source", "message"], "properties": {
+            "seq": { "type": "integer" }, "at_ms": { "type": "integer" },
+            "level": { "type": "string", "enum": ["trace", "debug", "info", "warn", "error"] },
+            "source": { "type": "string", "enum": ["function", "platform"] },
+            "message": { "type": "string" } } },
+        "LogLines": { "type": "object", "required": ["lines"], "properties": {
+            "lines": { "type": "array", "items": { "$ref": "#/components/schemas/LogLine" } } } },
+        "InvokeRequest": { "type": "object", "required": ["events"], "additionalProperties": false, "properties": {
+            "events": { "type": "array", "minItems": 1, "maxItems": INPUT_EVENTS_PER_INVOCATION_MAX,
+                "items": { "type": "object", "additionalProperties": false, "properties": {
+                    "topic": { "type": "string" }, "partition": { "type": "integer" },
+                    "offset": { "type": "integer", "nullable": true },
+                    "timestamp": { "type": "integer", "nullable": true, "description": "ms since the Unix epoch" },
+                    "key": bytes.clone(), "value": bytes.clone(),
+                    "headers": { "type": "object", "additionalProperties": bytes.clone() } } } } } },
+        "InvokeResponse": { "type": "object", "required": ["outputs"], "properties": {
+            "outputs": { "type": "array", "items": { "type": "object", "required": ["topic", "key", "value"],
+                "properties": { "topic": { "type": "string" }, "key": bytes.clone(), "value": bytes.clone(),
+                                "headers": { "type": "object" } } } } } }
+    });
+    (paths, schemas)
 }

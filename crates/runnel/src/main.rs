@@ -10,7 +10,9 @@ mod alloc;
 mod bench;
 mod client_args;
 mod consume;
+mod function;
 mod group;
+mod http_client;
 mod output;
 mod produce;
 mod sql_shell;
@@ -60,6 +62,9 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Streaming SQL shell (ksqlDB's dialect) over the HTTP API: interactive, -e or -f.
     Sql(sql_shell::SqlArgs),
+    /// Deploy and operate functions (WebAssembly components run on events); test one locally.
+    #[command(name = "fn")]
+    Fn(function::FnArgs),
     /// Print a shell completion script: runnel completions bash > /etc/bash_completion.d/runnel
     Completions {
         #[arg(value_enum)]
@@ -186,6 +191,7 @@ fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Sql(args) => sql_shell::run(args),
+        Command::Fn(args) => function::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "runnel", &mut std::io::stdout());
             Ok(())
@@ -230,16 +236,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let broker = Broker::bind(config, log.clone()).await?;
         // The SQL engine replays its stored statements and resumes its persistent queries.
         let sql_log: Arc<dyn runnel_sql::EventLog> = Arc::new(runnel_sql::InProcessLog::new(log.clone()));
+        let sql_log_for_functions = sql_log.clone();
         // Stateful queries keep local snapshots of their state here (their changelog topics
         // are the durable copy).
         let state_dir = args.data_dir.join("sql-state");
         let sql = tokio::task::spawn_blocking(move || runnel_sql::Engine::open_with_state(sql_log, Some(state_dir)))
             .await?
             .context("cannot start the SQL engine")?;
+        // Functions reload their registry and resume their triggers from committed positions.
+        let functions = {
+            let mut config = runnel_functions::ServiceConfig::new(args.data_dir.clone());
+            config.auto_create_output_topics = args.auto_create_topics;
+            let (log, engine) = (sql_log_for_functions, sql.clone());
+            tokio::task::spawn_blocking(move || runnel_functions::FunctionService::open(config, log, engine))
+                .await?
+                .context("cannot start the functions service")?
+        };
+        let functions = Arc::new(functions);
         let http = runnel_http::HttpServer::bind(http_listener, &broker)
             .await
             .with_context(|| format!("cannot listen on {http_listener} (HTTP; set --http-listener)"))?
-            .with_sql(sql.clone(), broker.cluster_id().to_string());
+            .with_sql(sql.clone(), broker.cluster_id().to_string())
+            .with_functions(functions.clone());
         let (http_addr, readiness) = (http.local_addr(), http.readiness());
         let shutdown = shutdown_signal()?;
         let maintenance = Maintenance::start(log.clone());
@@ -268,6 +286,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
         }
         maintenance.stop();
+        // Triggers commit what they have done before the engine and the log close.
+        tokio::task::spawn_blocking(move || functions.shutdown()).await?;
         tokio::task::spawn_blocking(move || sql.shutdown()).await?;
         let closed = tokio::task::spawn_blocking(move || log.shutdown()).await?;
         served?;

@@ -7,11 +7,9 @@
 //! `~/.runnel_sql_history`); `-e "..."` runs the given statements and `-f FILE` a script, then
 //! exit (non-zero after an error). `--output json` prints the server's JSON instead of tables.
 //!
-//! The HTTP client is a small HTTP/1.1 client over a TCP stream (requests with a length, answers
-//! with a length or chunked), enough for these endpoints without another dependency.
+//! It speaks HTTP through [`crate::http_client`].
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::net::TcpStream;
+use std::io::{IsTerminal, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,10 +18,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value as Json, json};
 
-/// Longest answer line accepted from the server, in bytes.
-const LINE_BYTES_MAX: usize = 16 << 20;
-/// How long to wait for the server to accept a connection or send anything, when not streaming.
-const NETWORK_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::http_client::{Answer, Server};
+
 /// How often a streaming read wakes up to notice Ctrl-C.
 const INTERRUPT_CHECK: Duration = Duration::from_millis(200);
 /// Narrowest column of a table.
@@ -56,22 +52,21 @@ enum Output {
 }
 
 struct Shell {
-    host: String,
-    port: u16,
+    server: Server,
     properties: serde_json::Map<String, Json>,
     output: Output,
     interrupted: Arc<AtomicBool>,
 }
 
 pub fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let (host, port) = parse_server(&args.server)?;
+    let server = Server::parse(&args.server, "runnel sql")?;
     let mut properties = serde_json::Map::new();
     for p in &args.properties {
         let (k, v) = p.split_once('=').with_context(|| format!("--property {p:?} is not NAME=VALUE"))?;
         properties.insert(k.to_string(), Json::String(v.to_string()));
     }
     let interrupted = Arc::new(AtomicBool::new(false));
-    let mut shell = Shell { host, port, properties, output: args.output, interrupted: interrupted.clone() };
+    let mut shell = Shell { server, properties, output: args.output, interrupted: interrupted.clone() };
     if let Some(sql) = &args.execute {
         return shell.run_script(sql);
     }
@@ -85,13 +80,17 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
         return shell.run_script(&sql);
     }
     // Ctrl-C during a push query stops the query, not the shell.
-    let flag = interrupted.clone();
+    on_ctrl_c(interrupted.clone());
+    shell.interactive()
+}
+
+/// From now on, Ctrl-C (SIGINT) sets `flag` instead of ending the process.
+pub(crate) fn on_ctrl_c(flag: Arc<AtomicBool>) {
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         FLAG.store(Arc::into_raw(flag) as *mut AtomicBool, Ordering::SeqCst);
         libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
     }
-    shell.interactive()
 }
 
 static FLAG: std::sync::atomic::AtomicPtr<AtomicBool> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
@@ -102,19 +101,6 @@ extern "C" fn on_sigint(_: libc::c_int) {
         // SAFETY: the pointer comes from Arc::into_raw and is never freed.
         unsafe { (*flag).store(true, Ordering::SeqCst) };
     }
-}
-
-fn parse_server(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    if url.starts_with("https://") {
-        bail!("https is not supported by runnel sql yet; use http://");
-    }
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.parse().with_context(|| format!("bad port in {url}"))?),
-        None => (authority.to_string(), 80),
-    };
-    Ok((host, port))
 }
 
 /// Splits a script into statements at `;` outside quotes and comments (`--` lines).
@@ -259,54 +245,25 @@ impl Shell {
         }
     }
 
-    fn connect(&self) -> anyhow::Result<TcpStream> {
-        let addr = format!("{}:{}", self.host, self.port);
-        let stream = TcpStream::connect(&addr).map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                "connection refused".to_string()
-            } else {
-                e.to_string()
-            };
-            anyhow::anyhow!("cannot reach runnel at http://{addr}: {why} (is \"runnel serve\" running?)")
-        })?;
-        stream.set_read_timeout(Some(NETWORK_TIMEOUT))?;
-        Ok(stream)
-    }
-
-    fn send(&self, stream: &mut TcpStream, path: &str, body: &Json) -> anyhow::Result<()> {
-        let body = body.to_string();
-        write!(
-            stream,
-            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/vnd.ksql.v1+json\r\n\
-             Accept: application/vnd.ksqlapi.delimited.v1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            self.port,
-            body.len()
-        )?;
-        stream.flush()?;
-        Ok(())
+    /// Sends a JSON statement the way ksqlDB's clients do.
+    fn send(&self, path: &str, body: &Json) -> anyhow::Result<Answer> {
+        let headers =
+            [("Content-Type", "application/vnd.ksql.v1+json"), ("Accept", "application/vnd.ksqlapi.delimited.v1")];
+        self.server.request("POST", path, &headers, body.to_string().as_bytes())
     }
 
     /// A whole answer: status and body text.
     fn post(&self, path: &str, body: &Json) -> anyhow::Result<(u16, String)> {
-        let mut stream = self.connect()?;
-        self.send(&mut stream, path, body)?;
-        let mut reader = Body::new(BufReader::new(stream))?;
-        let mut text = String::new();
-        while let Some(line) = reader.line(&AtomicBool::new(false))? {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        Ok((reader.status, text))
+        let answer = self.send(path, body)?;
+        let status = answer.status;
+        Ok((status, answer.text()?))
     }
 
     /// SELECT and PRINT: prints rows as they arrive.
     fn query(&self, sql: &str) -> anyhow::Result<bool> {
-        let mut stream = self.connect()?;
-        self.send(&mut stream, "/query-stream", &json!({"sql": sql, "properties": self.properties}))?;
-        stream.set_read_timeout(Some(INTERRUPT_CHECK))?;
+        let mut body = self.send("/query-stream", &json!({"sql": sql, "properties": self.properties}))?;
+        body.set_read_timeout(INTERRUPT_CHECK)?;
         self.interrupted.store(false, Ordering::SeqCst);
-        let mut body = Body::new(BufReader::new(stream))?;
         if body.status != 200 {
             let mut text = String::new();
             while let Some(line) = body.line(&self.interrupted)? {
@@ -359,128 +316,6 @@ impl Shell {
             println!("{why}: {rows} row{}", if rows == 1 { "" } else { "s" });
         }
         Ok(true)
-    }
-}
-
-/// An HTTP/1.1 answer read line by line (Content-Length, chunked, or until the connection closes).
-struct Body {
-    reader: BufReader<TcpStream>,
-    status: u16,
-    chunked: bool,
-    /// Bytes left in the current chunk (chunked) or in the body (Content-Length).
-    left: Option<usize>,
-    pending: Vec<u8>,
-    done: bool,
-}
-
-impl Body {
-    fn new(mut reader: BufReader<TcpStream>) -> anyhow::Result<Body> {
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line).context("the server closed the connection")?;
-        let status =
-            status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).context("not an HTTP answer")?;
-        let (mut chunked, mut length) = (false, None);
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
-                    "content-length" => length = v.trim().parse().ok(),
-                    _ => {}
-                }
-            }
-        }
-        Ok(Body {
-            reader,
-            status,
-            chunked,
-            left: if chunked { Some(0) } else { length },
-            pending: Vec::new(),
-            done: false,
-        })
-    }
-
-    /// Reads more body bytes into `pending`; false at the end. Timeouts retry unless `stop`.
-    fn fill(&mut self, stop: &AtomicBool) -> anyhow::Result<bool> {
-        loop {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(false);
-            }
-            let result = self.fill_once();
-            match result {
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-                Err(e) => return Err(e.into()),
-                Ok(more) => return Ok(more),
-            }
-        }
-    }
-
-    fn fill_once(&mut self) -> std::io::Result<bool> {
-        if self.done {
-            return Ok(false);
-        }
-        if self.chunked && self.left == Some(0) {
-            let mut size = String::new();
-            if self.reader.read_line(&mut size)? == 0 {
-                self.done = true;
-                return Ok(false);
-            }
-            let size = size.trim();
-            if size.is_empty() {
-                return Ok(true); // the CRLF after a chunk
-            }
-            let n = usize::from_str_radix(size.split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-            if n == 0 {
-                self.done = true;
-                return Ok(false);
-            }
-            self.left = Some(n);
-        }
-        let want = match self.left {
-            Some(0) if !self.chunked => {
-                self.done = true;
-                return Ok(false);
-            }
-            Some(n) => n.min(64 * 1024),
-            None => 64 * 1024,
-        };
-        let mut buf = vec![0u8; want];
-        let n = self.reader.read(&mut buf)?;
-        if n == 0 {
-            self.done = true;
-            return Ok(false);
-        }
-        self.pending.extend_from_slice(&buf[..n]);
-        if let Some(left) = &mut self.left {
-            *left -= n;
-        }
-        Ok(true)
-    }
-
-    /// The next line of the body (without its newline), or `None` at the end.
-    fn line(&mut self, stop: &AtomicBool) -> anyhow::Result<Option<String>> {
-        loop {
-            if let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=i).collect();
-                return Ok(Some(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned()));
-            }
-            if self.pending.len() > LINE_BYTES_MAX {
-                bail!("a line of the answer is longer than {LINE_BYTES_MAX} bytes");
-            }
-            if !self.fill(stop)? {
-                if self.pending.is_empty() {
-                    return Ok(None);
-                }
-                let line = String::from_utf8_lossy(&self.pending).into_owned();
-                self.pending.clear();
-                return Ok(Some(line));
-            }
-        }
     }
 }
 
@@ -653,12 +488,5 @@ mod tests {
         let (statements, rest) = split_statements("SELECT 'a;b' FROM s; -- note; here\nSHOW STREAMS;\nDESCRIBE x");
         assert_eq!(statements, vec!["SELECT 'a;b' FROM s;", "SHOW STREAMS;"]);
         assert_eq!(rest.trim(), "DESCRIBE x");
-    }
-
-    #[test]
-    fn servers_parse() {
-        assert_eq!(parse_server("http://127.0.0.1:8080").unwrap(), ("127.0.0.1".into(), 8080));
-        assert_eq!(parse_server("localhost:9").unwrap(), ("localhost".into(), 9));
-        assert!(parse_server("https://x:1").is_err());
     }
 }

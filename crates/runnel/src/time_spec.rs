@@ -1,9 +1,11 @@
 //! Times given on the command line: `2026-11-26T10:00:00[.sss][Z|±hh:mm]` datetimes (local
 //! time when no zone is given, as Kafka's tools do), milliseconds since the Unix epoch, and
-//! durations as ISO 8601 (`PT1H30M`, `P1DT2H`) or humane (`1h30m`, `90s`, `2d`, `500ms`).
+//! durations as ISO 8601 (`PT1H30M`, `P1DT2H`) or humane (`1h30m`, `90s`, `2d`, `500ms`); and
+//! UTC times printed as RFC 3339 ([`format_ms`]).
 //!
-//! Hand-written rather than a date crate: the CLI needs one format in and none out, and the
-//! civil-date arithmetic is twenty lines (Howard Hinnant's `days_from_civil`).
+//! Hand-written rather than a date crate: the CLI needs one format in and one out, and the
+//! civil-date arithmetic is twenty lines each way (Howard Hinnant's `days_from_civil` and
+//! `civil_from_days`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +23,28 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Epoch milliseconds as an RFC 3339 UTC time with milliseconds: `2026-11-27T06:01:02.345Z`.
+pub fn format_ms(ms: i64) -> String {
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
+    let (second, milli) = (in_day / 1000 % 60, in_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
@@ -211,6 +235,18 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_format_as_rfc3339() {
+        for text in [
+            "2026-11-27T06:01:02.345Z",
+            "1970-01-01T00:00:00.000Z",
+            "2000-02-29T23:59:59.999Z",
+            "1969-12-31T23:59:59.000Z",
+        ] {
+            assert_eq!(format_ms(parse_datetime(text).unwrap()), text);
+        }
+    }
 
     #[test]
     fn datetimes_with_zones() {

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 mod cli;
+mod functions;
 mod hostile;
 mod sql;
 mod sql_crash;
