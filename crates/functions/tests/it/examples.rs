@@ -1,6 +1,7 @@
 //! The JavaScript and Python enrich functions (`examples/js`, `examples/python`), built
-//! from source by `examples/build.sh` into `target/function-examples/`, deployed and
-//! invoked against a fake host: outputs checked byte for byte, errors checked exactly.
+//! from source by `examples/build.sh` into `target/function-examples/`: deployed and
+//! invoked against a fake host (outputs checked byte for byte, errors exactly), and
+//! deployed on the service over a table made with SQL, writing to a topic.
 //!
 //! The guests are 12-18 MB and take seconds to compile, so these tests run only when
 //! `RUNNEL_FUNCTION_EXAMPLES` is set (CI sets it after running `build.sh`): to `1` for the
@@ -15,6 +16,7 @@ use runnel_functions::{
 };
 
 use crate::fake::{FakeHost, event, runtime};
+use crate::stack::{Stack, fast};
 
 const JS: &str = "enrich-js.wasm";
 const PYTHON: &str = "enrich-py.wasm";
@@ -149,6 +151,59 @@ fn js_enrich_outputs_and_errors_are_exact() {
 #[test]
 fn python_enrich_outputs_and_errors_are_exact() {
     check_example(PYTHON);
+}
+
+/// Acceptance 1 for JavaScript and Python: the function, deployed on a topic trigger,
+/// enriches events from a table populated through SQL and writes them to its output topic.
+fn enrich_end_to_end(file: &str) {
+    let Some(source) = built(file) else { return };
+    let stack = Stack::new();
+    stack.sql(
+        "CREATE TABLE customers (id STRING PRIMARY KEY, name STRING, tier STRING) \
+         WITH (kafka_topic='customers', value_format='JSON', partitions=1); \
+         INSERT INTO customers (id, name, tier) VALUES ('c-1', 'Ada', 'gold');",
+    );
+    stack.wait_until("customers materialized", || {
+        matches!(stack.engine.table_get("CUSTOMERS", b"c-1"), Ok(Some(_)))
+    });
+    stack.create_topic("orders", 2);
+    stack.create_topic("enriched", 1);
+    let name = file.trim_end_matches(".wasm");
+    stack.service().deploy(name, &source, fast("orders")).unwrap_or_else(|e| panic!("deploy {file}: {e}"));
+    stack.produce("orders", 0, &[("c-1", r#"{"order":1}"#), ("c-2", r#"{"order":2}"#)]);
+    stack.produce("orders", 1, &[("c-1", r#"{"order":3,"note":"caf\u00e9"}"#)]);
+    stack.wait_until("3 enriched orders", || stack.count("enriched") == 3);
+    let mut outputs: Vec<(String, String)> = stack
+        .read_topic("enriched")
+        .iter()
+        .map(|r| {
+            let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+            (text(r.key.as_deref()), text(r.value.as_deref()))
+        })
+        .collect();
+    outputs.sort();
+    let ada = r#"{"ID":"c-1","NAME":"Ada","TIER":"gold"}"#;
+    assert_eq!(
+        outputs,
+        [
+            ("c-1".to_string(), format!(r#"{{"order":1,"customer":{ada}}}"#)),
+            ("c-1".to_string(), format!(r#"{{"order":3,"note":"café","customer":{ada}}}"#)),
+            ("c-2".to_string(), r#"{"order":2,"customer":null}"#.to_string()),
+        ],
+        "{file}"
+    );
+    stack.wait_caught_up(name);
+    assert_eq!(stack.describe(name).metrics.errors, 0, "{file}");
+}
+
+#[test]
+fn js_enrich_reads_a_sql_table_and_writes_its_output_topic() {
+    enrich_end_to_end(JS);
+}
+
+#[test]
+fn python_enrich_reads_a_sql_table_and_writes_its_output_topic() {
+    enrich_end_to_end(PYTHON);
 }
 
 /// Python components import 25 WASI interfaces (`wasi:cli`, `wasi:filesystem`,
