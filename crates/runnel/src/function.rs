@@ -460,8 +460,14 @@ fn test_locally(args: TestArgs) -> anyhow::Result<()> {
             let request = http_request(&line).with_context(|| format!("input line {n}"))?;
             match function.invoke_http(&request) {
                 Ok(outcome) => {
-                    let body = String::from_utf8_lossy(&outcome.response.body).into_owned();
-                    print_json(&json!({ "status": outcome.response.status, "body": body }));
+                    let response = &outcome.response;
+                    let headers: serde_json::Map<String, Json> = response
+                        .headers
+                        .iter()
+                        .map(|h| (h.key.clone(), Json::String(String::from_utf8_lossy(&h.value).into_owned())))
+                        .collect();
+                    let body = String::from_utf8_lossy(&response.body).into_owned();
+                    print_json(&json!({ "status": response.status, "headers": headers, "body": body }));
                     outcome.produced.iter().for_each(|o| print_json(&output_json(o)));
                 }
                 Err(e) => {

@@ -163,9 +163,7 @@ fn enrich_end_to_end(file: &str) {
          WITH (kafka_topic='customers', value_format='JSON', partitions=1); \
          INSERT INTO customers (id, name, tier) VALUES ('c-1', 'Ada', 'gold');",
     );
-    stack.wait_until("customers materialized", || {
-        matches!(stack.engine.table_get("CUSTOMERS", b"c-1"), Ok(Some(_)))
-    });
+    stack.wait_until("customers materialized", || matches!(stack.engine.table_get("CUSTOMERS", b"c-1"), Ok(Some(_))));
     stack.create_topic("orders", 2);
     stack.create_topic("enriched", 1);
     let name = file.trim_end_matches(".wasm");
