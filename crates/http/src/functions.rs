@@ -6,11 +6,8 @@
 //! Every service call blocks (deploying compiles the component; a deploy of a 15 MB
 //! JavaScript component takes seconds), so each runs on tokio's blocking pool.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::Json;
 use axum::Router;
@@ -20,20 +17,19 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use bytes::Bytes;
 use runnel_broker::metrics::{family, histogram, labels};
 use runnel_functions::{
     DeployError, EndpointConfig, EventJson, FunctionConfig, FunctionInfo, FunctionService, FunctionStatus, Header,
     HttpRequest, InvokeError, ServiceError, Trigger, output_json,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::limits::{
     FUNCTION_HTTP_BODY_BYTES_MAX, LOG_FOLLOW_POLL_INTERVAL, LOG_LINES_PER_RESPONSE_MAX, NDJSON_BUFFER_LINES,
 };
-use crate::{Api, Shared, blocking, json_body};
+use crate::{Api, Shared, blocking, json_body, json_line, ndjson_response};
 
 pub(crate) fn routes() -> Router<Arc<Api>> {
     Router::new()
@@ -379,26 +375,7 @@ async fn logs(
             }
         }
     });
-    let mut response = Body::from_stream(Lines(rx)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    Ok(response)
-}
-
-/// An mpsc receiver as the body stream of a response.
-struct Lines(mpsc::Receiver<Bytes>);
-
-impl futures_core::Stream for Lines {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|line| line.map(Ok))
-    }
-}
-
-fn json_line(value: &impl Serialize) -> Bytes {
-    let mut line = serde_json::to_vec(value).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
+    Ok(ndjson_response(rx))
 }
 
 /// The functions' metrics in the Prometheus text format, appended to `/metrics`.

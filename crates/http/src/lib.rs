@@ -300,3 +300,32 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await?
 }
+
+/// A streamed `application/x-ndjson` response whose lines come from `lines` (a bounded
+/// channel, so a slow client holds back the producer rather than memory).
+pub(crate) fn ndjson_response(lines: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Response {
+    let mut response = Body::from_stream(Lines(lines)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    response
+}
+
+/// One line of NDJSON: `value` and a newline.
+pub(crate) fn json_line(value: &impl serde::Serialize) -> bytes::Bytes {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    bytes::Bytes::from(line)
+}
+
+/// An mpsc receiver as the body stream of a response.
+struct Lines(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl futures_core::Stream for Lines {
+    type Item = Result<bytes::Bytes, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|line| line.map(Ok))
+    }
+}

@@ -10,16 +10,11 @@
 //! agree; unkeyed records of one request go together to the next partition in turn.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -36,7 +31,7 @@ use crate::limits::{
     CONSUME_LIMIT_DEFAULT, CONSUME_LIMIT_MAX, CONSUME_READ_BYTES_MAX, CONSUME_READ_CHUNK_BYTES,
     DECOMPRESSED_BATCH_BYTES_MAX, NDJSON_BUFFER_LINES, PRODUCE_RECORDS_MAX, RECORD_HEADERS_MAX,
 };
-use crate::{Api, Shared, blocking, json_body};
+use crate::{Api, Shared, blocking, json_body, json_line, ndjson_response};
 
 pub(crate) fn routes() -> Router<Arc<Api>> {
     Router::new().route("/v1/topics/{topic}/records", get(consume).post(produce))
@@ -315,23 +310,6 @@ fn read_records(
     Ok((offset, u64::from(count), bytes_read as u64))
 }
 
-/// An mpsc receiver as the body stream of a response.
-struct Lines(mpsc::Receiver<Bytes>);
-
-impl futures_core::Stream for Lines {
-    type Item = Result<Bytes, Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|line| line.map(Ok))
-    }
-}
-
-fn json_line(value: &impl Serialize) -> Bytes {
-    let mut line = serde_json::to_vec(value).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
-}
-
 async fn consume(
     State(api): Shared,
     Path(topic): Path<String>,
@@ -406,9 +384,7 @@ async fn consume(
                     }
                 }
             });
-            let mut response = Body::from_stream(Lines(rx)).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-            Ok(response)
+            Ok(ndjson_response(rx))
         }
     }
 }
