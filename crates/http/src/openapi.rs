@@ -374,7 +374,7 @@ fn functions() -> (Value, Value) {
             "put": {
                 "operationId": "deployFunction",
                 "summary": "Deploy a component as the function, or a new version of it (keeps its positions)",
-                "description": "The body is the component. An HTTP-endpoint function is deployed with `Content-Type: application/json` and the body `{\"endpoint\": {\"url\": \"https://...\", \"timeout_ms\": 30000, \"headers\": {\"Authorization\": \"...\"}}}` instead; header values are never shown again.",
+                "description": "The body is the component (`application/wasm` or `application/octet-stream`; `.wat` text too). An HTTP-endpoint function is deployed with `Content-Type: application/json` and the body `{\"endpoint\": {\"url\": \"https://...\", \"timeout_ms\": 30000, \"headers\": {\"Authorization\": \"...\"}}}` instead; header values are never shown again.",
                 "parameters": [
                     { "name": "trigger", "in": "query", "required": false,
                       "description": "`none` (the default), `topic:NAME[@earliest|@latest|@MS]`, `table:NAME[@...]`, `cron:EXPR` or `http`.",
@@ -391,7 +391,7 @@ fn functions() -> (Value, Value) {
                     integer_query("deadline_ms", 1, DEADLINE_MS_MAX, "Deadline of one invocation.")
                 ],
                 "requestBody": { "required": true, "content": {
-                    "application/wasm": { "schema": { "type": "string", "format": "binary", "maxLength": COMPONENT_BYTES_MAX } }
+                    "application/octet-stream": { "schema": { "type": "string", "format": "binary", "maxLength": COMPONENT_BYTES_MAX } }
                 }},
                 "responses": {
                     "200": spec.clone(), "201": spec.clone(),
@@ -501,9 +501,11 @@ fn functions() -> (Value, Value) {
         "InvokeRequest": { "type": "object", "required": ["events"], "additionalProperties": false, "properties": {
             "events": { "type": "array", "minItems": 1, "maxItems": INPUT_EVENTS_PER_INVOCATION_MAX,
                 "items": { "type": "object", "additionalProperties": false, "properties": {
-                    "topic": { "type": "string" }, "partition": { "type": "integer" },
-                    "offset": { "type": "integer", "nullable": true },
-                    "timestamp": { "type": "integer", "nullable": true, "description": "ms since the Unix epoch" },
+                    "topic": { "type": "string" },
+                    "partition": { "type": "integer", "minimum": 0, "maximum": i32::MAX },
+                    "offset": { "type": "integer", "nullable": true, "minimum": 0, "maximum": i64::MAX },
+                    "timestamp": { "type": "integer", "nullable": true, "minimum": 0, "maximum": i64::MAX,
+                                   "description": "ms since the Unix epoch" },
                     "key": bytes.clone(), "value": bytes.clone(),
                     "headers": { "type": "object", "additionalProperties": bytes.clone() } } } } } },
         "InvokeResponse": { "type": "object", "required": ["outputs"], "properties": {
