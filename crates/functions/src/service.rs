@@ -22,7 +22,7 @@ use runnel_sql::eventlog::{LogFailure, LogRecord, OutRecord};
 use runnel_sql::{Engine, EventLog};
 use serde::Serialize;
 
-use crate::bindings::{Event, Header, HttpRequest, HttpResponse, Level, OutputEvent};
+use crate::bindings::{Event, HttpRequest, HttpResponse, Level, OutputEvent};
 use crate::endpoint::{EndpointConfig, EndpointFunction};
 use crate::engine_host::{EngineHost, LogLine, now_ms};
 use crate::error::{DeployError, EndpointError, InvokeError, RuntimeError};
@@ -38,7 +38,7 @@ use crate::spec::{FunctionConfig, FunctionSpec, StartPosition, Trigger};
 use crate::timer::{Clock, Schedule};
 use crate::trigger::{
     DLQ_HEADER_FUNCTION, DLQ_HEADER_OFFSET, DLQ_HEADER_PARTITION, DLQ_HEADER_PREFIX, DLQ_HEADER_TOPIC, Deployed,
-    FunctionState, Processed, Shared, Stop, TriggerHandle, process, table_topic, write_outputs_now,
+    FunctionState, Processed, Shared, Stop, TriggerHandle, event_of, process, table_topic, write_outputs_now,
 };
 
 /// Settings of a [`FunctionService`].
@@ -732,21 +732,13 @@ fn dead_letter_event(name: &str, dead_letter_topic: &str, record: LogRecord) -> 
     if header(DLQ_HEADER_FUNCTION).as_deref() != Some(name) {
         return None;
     }
-    let topic = header(DLQ_HEADER_TOPIC).unwrap_or_else(|| dead_letter_topic.to_string());
-    let partition = header(DLQ_HEADER_PARTITION).and_then(|p| p.parse().ok()).unwrap_or(record.partition as i32);
-    let offset = header(DLQ_HEADER_OFFSET).and_then(|o| o.parse().ok()).unwrap_or(record.offset);
-    Some(Event {
-        topic,
-        partition,
-        offset,
-        timestamp_ms: record.timestamp,
-        key: record.key.map(|k| k.to_vec()),
-        value: record.value.map(|v| v.to_vec()),
-        headers: record
-            .headers
-            .into_iter()
-            .filter(|h| !h.key.starts_with(DLQ_HEADER_PREFIX))
-            .map(|h| Header { key: h.key, value: h.value.map(|v| v.to_vec()).unwrap_or_default() })
-            .collect(),
-    })
+    let topic = header(DLQ_HEADER_TOPIC);
+    let partition = header(DLQ_HEADER_PARTITION).and_then(|p| p.parse().ok());
+    let offset = header(DLQ_HEADER_OFFSET).and_then(|o| o.parse().ok());
+    let mut event = event_of(dead_letter_topic, record);
+    event.topic = topic.unwrap_or(event.topic);
+    event.partition = partition.unwrap_or(event.partition);
+    event.offset = offset.unwrap_or(event.offset);
+    event.headers.retain(|h| !h.key.starts_with(DLQ_HEADER_PREFIX));
+    Some(event)
 }
