@@ -1,7 +1,8 @@
 //! The Kafka-protocol broker over the runnel log.
 //!
 //! [`Broker::bind`] opens a TCP listener; [`Broker::run`] accepts Kafka clients until a
-//! shutdown signal, answering each connection's requests in order. Requests are decoded with
+//! shutdown signal, answering each connection's requests in order (an acks=all produce waits
+//! for its fsync while the next pipelined produce is appended). Requests are decoded with
 //! the `kafka-protocol` crate; record batches pass through verbatim: a produce request's
 //! `records` bytes go to [`runnel_log::Partition::append`] as they are, and a fetch response
 //! carries the bytes [`runnel_log::Partition::read`] returned. Consumer group APIs are

@@ -54,3 +54,9 @@ pub const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// request reserves the log's whole per-batch decompression limit before inflating anything,
 /// so at most this much is ever inflated concurrently; others wait their turn.
 pub const DECOMPRESSION_MEMORY_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Appended acks=all produce requests of one connection that may wait for their fsync at once
+/// while the connection reads and appends the client's next produce (clients pipeline up to
+/// `max.in.flight.requests.per.connection`: 5 by default, far more for librdkafka without
+/// idempotence). Beyond this, the connection reads nothing until the oldest is answered.
+pub const PRODUCES_AWAITING_FSYNC_PER_CONNECTION_MAX: usize = 16;

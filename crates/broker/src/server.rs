@@ -1,27 +1,31 @@
 //! The TCP side: accepting connections (at most [`CONNECTIONS_MAX`]), reading size-prefixed
-//! request frames within the limits, answering each connection's requests in order (one at a
-//! time, as Kafka does: a client may pipeline, the next request is read when the previous
-//! one is answered), and graceful shutdown (stop accepting, let in-flight requests finish).
+//! request frames within the limits, answering each connection's requests in order, and
+//! graceful shutdown (stop accepting, let in-flight requests finish). Requests are handled one
+//! at a time, as Kafka does, with one exception: an acks=all produce, once appended, waits
+//! for its fsync while the client's next pipelined produce is read and appended, so that one
+//! fsync covers both (see [`connection_loop`]).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use runnel_log::{Log, PARTITIONS_MAX};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::group::GroupCoordinator;
 use crate::handlers::{Context, Reply, supported_api_versions};
 use crate::limits::{
-    CONNECTION_IDLE_TIMEOUT, CONNECTIONS_MAX, FIRST_REQUEST_BYTES_MAX, PARTIAL_REQUEST_TIMEOUT, REQUEST_BYTES_MAX,
-    REQUEST_MEMORY_BYTES_MAX, RESPONSE_WRITE_TIMEOUT, SHUTDOWN_DRAIN_TIMEOUT,
+    CONNECTION_IDLE_TIMEOUT, CONNECTIONS_MAX, FIRST_REQUEST_BYTES_MAX, PARTIAL_REQUEST_TIMEOUT,
+    PRODUCES_AWAITING_FSYNC_PER_CONNECTION_MAX, REQUEST_BYTES_MAX, REQUEST_MEMORY_BYTES_MAX, RESPONSE_WRITE_TIMEOUT,
+    SHUTDOWN_DRAIN_TIMEOUT,
 };
 use crate::state::{ProducerIds, cluster_id};
 use crate::wire::{
@@ -222,22 +226,70 @@ async fn serve_connection(
     let _ = stream.shutdown().await;
 }
 
+/// A response of this connection not yet written, in request order.
+enum Pending {
+    Ready(Bytes),
+    /// An appended acks=all produce waiting for its fsync, then encoding its response.
+    Syncing(JoinHandle<Result<Bytes, String>>),
+}
+
+/// What one request frame gets back.
+enum Answer {
+    /// This response now (`None`: acks=0 produce, nothing).
+    Now(Option<Bytes>),
+    /// An appended acks=all produce: its response once fsynced.
+    AfterSync(JoinHandle<Result<Bytes, String>>),
+}
+
+/// Why the next step of a connection's loop runs.
+enum Wake {
+    /// The first bytes of a request's size (or 0: end of stream, or the idle timeout).
+    Read(Result<std::io::Result<usize>, tokio::time::error::Elapsed>),
+    /// The oldest pending produce is fsynced: its response, or why the connection must close.
+    Synced(Result<Bytes, String>),
+    Shutdown,
+}
+
+/// Reads and answers a connection's requests in order. An acks=all produce is answered once
+/// its fsync is done; meanwhile (up to [`PRODUCES_AWAITING_FSYNC_PER_CONNECTION_MAX`]) the
+/// client's next pipelined produce is read and appended, so that one fsync covers several of
+/// its batches. Any other request first waits until every earlier response is written, so it
+/// sees what they did, and its own (possibly large) response is never held in a queue.
 async fn connection_loop(cx: &Context, stream: &mut TcpStream, peer: SocketAddr, memory: &Arc<Semaphore>) -> Close {
     let mut shutdown = cx.shutdown.clone();
     let client_host = peer.ip().to_string();
     let mut answered_any = false;
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
+        if let Err(close) = write_finished(stream, &mut pending).await {
+            return close;
+        }
         if *shutdown.borrow() {
-            return Close::Shutdown;
+            return drain(stream, &mut pending).await.err().unwrap_or(Close::Shutdown);
         }
         let mut size_bytes = [0u8; 4];
-        let first = tokio::select! {
-            read = timeout(CONNECTION_IDLE_TIMEOUT, stream.read(&mut size_bytes)) => read,
-            _ = shutdown.changed() => return Close::Shutdown,
+        // `read` is cancel-safe: when a fsync finishes first, nothing was read.
+        let wake = tokio::select! {
+            read = timeout(CONNECTION_IDLE_TIMEOUT, stream.read(&mut size_bytes)) => Wake::Read(read),
+            synced = oldest(&mut pending), if !pending.is_empty() => Wake::Synced(synced),
+            _ = shutdown.changed() => Wake::Shutdown,
+        };
+        let first = match wake {
+            Wake::Read(read) => read,
+            Wake::Synced(Ok(response)) => {
+                pending.pop_front();
+                if let Err(close) = write_response(stream, &response).await {
+                    return close;
+                }
+                continue;
+            }
+            Wake::Synced(Err(reason)) => return Close::Error(reason),
+            Wake::Shutdown => return drain(stream, &mut pending).await.err().unwrap_or(Close::Shutdown),
         };
         let got = match first {
-            Err(_) => return Close::Idle,
-            Ok(Ok(0)) => return Close::Eof,
+            Err(_) if pending.is_empty() => return Close::Idle,
+            Err(_) => continue,
+            Ok(Ok(0)) => return drain(stream, &mut pending).await.err().unwrap_or(Close::Eof),
             Ok(Ok(n)) => n,
             Ok(Err(e)) => return Close::Error(format!("read failed: {e}")),
         };
@@ -282,49 +334,110 @@ async fn connection_loop(cx: &Context, stream: &mut TcpStream, peer: SocketAddr,
                 }
             }
         }
-        let response = match answer(cx, Bytes::from(frame), &client_host).await {
-            Ok(r) => r,
-            Err(reason) => return Close::Error(reason),
-        };
-        if let Some(response) = response {
-            match timeout(RESPONSE_WRITE_TIMEOUT, stream.write_all(&response)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Close::Error(format!("write failed: {e}")),
-                Err(_) => return Close::Error("client did not read its response in time".to_string()),
+        let produce = header_prefix(&frame).is_ok_and(|p| p.api_key == ApiKey::Produce as i16);
+        let room = if produce { PRODUCES_AWAITING_FSYNC_PER_CONNECTION_MAX - 1 } else { 0 };
+        while pending.len() > room {
+            if let Err(close) = write_oldest(stream, &mut pending).await {
+                return close;
             }
+        }
+        match answer(cx, Bytes::from(frame), &client_host).await {
+            Ok(Answer::Now(None)) => {}
+            Ok(Answer::Now(Some(response))) if pending.is_empty() => {
+                if let Err(close) = write_response(stream, &response).await {
+                    return close;
+                }
+            }
+            Ok(Answer::Now(Some(response))) => pending.push_back(Pending::Ready(response)),
+            Ok(Answer::AfterSync(wait)) => pending.push_back(Pending::Syncing(wait)),
+            Err(reason) => return Close::Error(reason),
         }
         answered_any = true;
     }
 }
 
-/// The response frame to one request frame (`None` for acks=0 produce), or why the
-/// connection must be closed.
-async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Option<Bytes>, String> {
+/// The oldest pending response, once its fsync is done (it must be [`Pending::Syncing`]:
+/// ready ones are written before waiting).
+async fn oldest(pending: &mut VecDeque<Pending>) -> Result<Bytes, String> {
+    match pending.front_mut() {
+        Some(Pending::Ready(response)) => Ok(response.clone()),
+        Some(Pending::Syncing(wait)) => wait.await.unwrap_or_else(|e| Err(format!("produce task failed: {e}"))),
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the oldest pending response, waiting for its fsync if need be.
+async fn write_oldest(stream: &mut TcpStream, pending: &mut VecDeque<Pending>) -> Result<(), Close> {
+    let response = oldest(pending).await.map_err(Close::Error)?;
+    pending.pop_front();
+    write_response(stream, &response).await
+}
+
+/// Writes the pending responses that are ready, oldest first, up to the first still syncing.
+async fn write_finished(stream: &mut TcpStream, pending: &mut VecDeque<Pending>) -> Result<(), Close> {
+    while let Some(head) = pending.front() {
+        match head {
+            Pending::Syncing(wait) if !wait.is_finished() => break,
+            _ => write_oldest(stream, pending).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Writes every pending response (at shutdown, or when the client has sent all it will).
+async fn drain(stream: &mut TcpStream, pending: &mut VecDeque<Pending>) -> Result<(), Close> {
+    while !pending.is_empty() {
+        write_oldest(stream, pending).await?;
+    }
+    Ok(())
+}
+
+async fn write_response(stream: &mut TcpStream, response: &[u8]) -> Result<(), Close> {
+    match timeout(RESPONSE_WRITE_TIMEOUT, stream.write_all(response)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Close::Error(format!("write failed: {e}"))),
+        Err(_) => Err(Close::Error("client did not read its response in time".to_string())),
+    }
+}
+
+/// The response frame to one request frame (`None` for acks=0 produce; an acks=all produce's
+/// once its fsync is done), or why the connection must be closed.
+async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Answer, String> {
     let prefix = header_prefix(&frame).map_err(|e| e.to_string())?;
     let (key, version) = (prefix.api_key, prefix.api_version);
     let range = cx.supported.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max));
     let supported = range.is_some_and(|(min, max)| (min..=max).contains(&version));
     if key == ApiKey::ApiVersions as i16 && !supported {
         tracing::debug!(version, "ApiVersions of an unsupported version: answering with the v0 fallback");
-        return api_versions_fallback(prefix.correlation_id, &cx.supported).map(Some).map_err(|e| e.to_string());
+        return api_versions_fallback(prefix.correlation_id, &cx.supported)
+            .map(|r| Answer::Now(Some(r)))
+            .map_err(|e| e.to_string());
     }
     let api_key = match ApiKey::try_from(key) {
         Ok(api_key) if supported => api_key,
         _ => {
             tracing::debug!(api_key = key, version, "unsupported API or version");
-            return Ok(Some(unsupported_response(prefix)));
+            return Ok(Answer::Now(Some(unsupported_response(prefix))));
         }
     };
     let (header, request) = decode_request(api_key, version, frame).map_err(|e| e.to_string())?;
     tracing::trace!(api = ?api_key, version, correlation_id = prefix.correlation_id, "request");
     let started = std::time::Instant::now();
     let reply = cx.handle(&header, request, client_host).await.map_err(|e| e.to_string())?;
-    cx.metrics.record_request(key, started.elapsed());
-    match reply {
-        Reply::Response(body) => {
-            encode_response(api_key, version, prefix.correlation_id, &body).map(Some).map_err(|e| e.to_string())
-        }
-        Reply::Nothing => Ok(None),
-        Reply::Unsupported => Ok(Some(unsupported_response(prefix))),
+    let correlation_id = prefix.correlation_id;
+    if let Reply::AfterSync(wait) = reply {
+        let metrics = cx.metrics.clone();
+        return Ok(Answer::AfterSync(tokio::spawn(async move {
+            let body = ResponseKind::Produce(wait.await.map_err(|e| e.to_string())?);
+            metrics.record_request(key, started.elapsed());
+            encode_response(api_key, version, correlation_id, &body).map_err(|e| e.to_string())
+        })));
     }
+    cx.metrics.record_request(key, started.elapsed());
+    let response = match reply {
+        Reply::Response(body) => encode_response(api_key, version, correlation_id, &body).map_err(|e| e.to_string())?,
+        Reply::Nothing | Reply::AfterSync(_) => return Ok(Answer::Now(None)),
+        Reply::Unsupported => unsupported_response(prefix),
+    };
+    Ok(Answer::Now(Some(response)))
 }

@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse, RequestHeader,
-    RequestKind, ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse,
+    RequestHeader, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use runnel_log::{Log, TopicInfo};
 use tokio::sync::watch;
+
+pub(crate) use produce::Produced;
 
 use crate::BrokerConfig;
 use crate::group::{GroupCoordinator, Host};
@@ -56,9 +58,16 @@ pub fn supported_api_versions() -> Vec<(i16, i16, i16)> {
     all
 }
 
+/// The wait of an appended acks=all produce for its fsync, ending in its response.
+pub(crate) type ProduceWait =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<ProduceResponse, Internal>> + Send>>;
+
 /// What to send back for one request.
 pub(crate) enum Reply {
     Response(Box<ResponseKind>),
+    /// acks=all produce, appended: the response once the batches are fsynced. The connection
+    /// may read and append the client's next produce meanwhile.
+    AfterSync(ProduceWait),
     /// acks=0 produce: the client expects nothing.
     Nothing,
     /// Nobody here handles this API: answer UNSUPPORTED_VERSION.
@@ -128,8 +137,9 @@ impl Context {
             RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(self.api_versions(r)),
             RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(self, r, version).await?),
             RequestKind::Produce(r) => match produce::handle(self, r, version).await? {
-                Some(resp) => ResponseKind::Produce(resp),
-                None => return Ok(Reply::Nothing),
+                Produced::Now(resp) => ResponseKind::Produce(resp),
+                Produced::Nothing => return Ok(Reply::Nothing),
+                Produced::AfterSync(wait) => return Ok(Reply::AfterSync(wait)),
             },
             RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(self, r, version).await?),
             RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(self, r, version).await?),

@@ -2,6 +2,11 @@
 //! acks=all additionally waits for `sync_to` (fsync, shared with concurrent producers by
 //! group commit) before answering; acks=0 answers nothing. A duplicate idempotent batch is
 //! answered with the offsets it was first given.
+//!
+//! The append and the wait are two steps: [`handle`] appends and hands back the wait as a
+//! [`Produced::AfterSync`] future, so that the connection can append the client's next
+//! pipelined produce while this one's fsync runs (one fsync then covers both). Every batch is
+//! still answered only once an fsync covers it.
 
 use std::sync::Arc;
 
@@ -12,7 +17,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_log::{AppendError, AppendInfo, Partition};
 use runnel_records::{BatchError, Batches, RecordIter};
 
-use super::{Context, Internal, blocking, code, str_bytes, topics_by_id};
+use super::{Context, Internal, ProduceWait, blocking, code, str_bytes, topic_name, topics_by_id};
 use crate::limits::DECOMPRESSION_MEMORY_BYTES_MAX;
 
 /// The budget of [`DECOMPRESSION_MEMORY_BYTES_MAX`], in KiB permits (a semaphore counts in u32).
@@ -49,11 +54,19 @@ pub(crate) fn append_error_code(e: &AppendError) -> ResponseError {
     }
 }
 
-pub(super) async fn handle(
-    cx: &Context,
-    request: ProduceRequest,
-    version: i16,
-) -> Result<Option<ProduceResponse>, Internal> {
+/// What a produce request gets back once its batches are appended.
+pub(crate) enum Produced {
+    /// acks=0: the client expects nothing.
+    Nothing,
+    /// The answer (acks=1, or nothing was appended).
+    Now(ProduceResponse),
+    /// acks=all: the answer once every appended batch is on disk.
+    AfterSync(ProduceWait),
+}
+
+/// Appends the request's batches; with acks=all, the answer is a future that waits for their
+/// fsync (see the module header).
+pub(super) async fn handle(cx: &Context, request: ProduceRequest, version: i16) -> Result<Produced, Internal> {
     let acks = request.acks;
     let refused = if !matches!(acks, ACKS_NONE | ACKS_LEADER | ACKS_ALL) {
         Some((ResponseError::InvalidRequiredAcks, format!("acks must be -1, 0 or 1, not {acks}")))
@@ -107,7 +120,7 @@ pub(super) async fn handle(
         } else {
             None
         };
-        items = blocking(move || append_all(items, acks, decompressed_bytes_max)).await?;
+        items = blocking(move || append_all(items, decompressed_bytes_max)).await?;
     }
     for item in &items {
         if let (Ok(partition), Ok(info)) = (&item.partition, &item.outcome)
@@ -119,8 +132,29 @@ pub(super) async fn handle(
         }
     }
     if acks == ACKS_NONE {
-        return Ok(None);
+        return Ok(Produced::Nothing);
     }
+    let appended = |i: &Item| i.partition.is_ok() && i.outcome.is_ok();
+    if acks == ACKS_ALL && items.iter().any(appended) {
+        // Nothing may keep the request frame alive while the fsync is awaited (its memory is
+        // released to other requests now): the records go, and topic names, decoded as
+        // slices of the frame, become copies.
+        for item in items.iter_mut() {
+            item.records = None;
+        }
+        for topic in topics.iter_mut() {
+            topic.name = topic_name(topic.name.as_str());
+        }
+        return Ok(Produced::AfterSync(Box::pin(async move {
+            let items = blocking(move || sync_all(items)).await?;
+            Ok(response(topics, items))
+        })));
+    }
+    Ok(Produced::Now(response(topics, items)))
+}
+
+/// The answer to a produce request: each partition's outcome under its topic.
+fn response(mut topics: Vec<TopicProduceResponse>, items: Vec<Item>) -> ProduceResponse {
     for item in items {
         let response = PartitionProduceResponse::default().with_index(item.index);
         let response = match item.outcome {
@@ -135,11 +169,11 @@ pub(super) async fn handle(
         };
         topics[item.topic].partition_responses.push(response);
     }
-    Ok(Some(ProduceResponse::default().with_responses(topics)))
+    ProduceResponse::default().with_responses(topics)
 }
 
-/// Appends every partition's batches, then (acks=all) waits until each is fsynced.
-fn append_all(mut items: Vec<Item>, acks: i16, decompressed_bytes_max: usize) -> Vec<Item> {
+/// Appends every partition's batches.
+fn append_all(mut items: Vec<Item>, decompressed_bytes_max: usize) -> Vec<Item> {
     let now = runnel_log::now_ms();
     for item in items.iter_mut() {
         let Ok(partition) = &item.partition else { continue };
@@ -156,14 +190,18 @@ fn append_all(mut items: Vec<Item>, acks: i16, decompressed_bytes_max: usize) ->
             Some(records) => partition.append(records, now).map_err(|e| (append_error_code(&e), e.to_string())),
         };
     }
-    if acks == ACKS_ALL {
-        for item in items.iter_mut() {
-            if let (Ok(partition), Ok(info)) = (&item.partition, &item.outcome)
-                && let Err(e) = partition.sync_to(info.last_offset + 1)
-            {
-                tracing::error!(topic = partition.topic(), partition = partition.index(), error = %e, "fsync failed; produce not acknowledged");
-                item.outcome = Err((append_error_code(&e), e.to_string()));
-            }
+    items
+}
+
+/// Waits until every appended batch is fsynced; a failed fsync turns that partition's outcome
+/// into an error (the batch is not acknowledged).
+fn sync_all(mut items: Vec<Item>) -> Vec<Item> {
+    for item in items.iter_mut() {
+        if let (Ok(partition), Ok(info)) = (&item.partition, &item.outcome)
+            && let Err(e) = partition.sync_to(info.last_offset + 1)
+        {
+            tracing::error!(topic = partition.topic(), partition = partition.index(), error = %e, "fsync failed; produce not acknowledged");
+            item.outcome = Err((append_error_code(&e), e.to_string()));
         }
     }
     items

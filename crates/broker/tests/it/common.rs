@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use runnel_broker::{Broker, BrokerConfig};
-use runnel_log::{Log, LogConfig};
+use runnel_log::{Log, LogConfig, SimStorage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -33,6 +33,18 @@ impl TestBroker {
     pub async fn start_with(tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = Log::open(LogConfig::new(dir.path())).expect("open log");
+        Self::start_over(log, dir, tweak).await
+    }
+
+    /// A broker whose log is in a simulated store (faults injected by the test); the broker's
+    /// own state files stay in a real temporary directory.
+    pub async fn start_simulated(storage: &SimStorage) -> TestBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open_with(LogConfig::new(dir.path()), Arc::new(storage.clone())).expect("open simulated log");
+        Self::start_over(log, dir, |_| {}).await
+    }
+
+    async fn start_over(log: Arc<Log>, dir: tempfile::TempDir, tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
         let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap());
         tweak(&mut config);
         let broker = Broker::bind(config, log.clone()).await.expect("bind broker");

@@ -6,7 +6,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use runnel_log::TopicConfig;
+use runnel_broker::limits::PRODUCES_AWAITING_FSYNC_PER_CONNECTION_MAX;
+use runnel_log::{SimStorage, TopicConfig};
 use runnel_records::{BatchBuilder, Compression, Record};
 
 use crate::common::{Client, TestBroker, name};
@@ -18,6 +19,7 @@ const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const INVALID_RECORD: i16 = 87;
+const KAFKA_STORAGE_ERROR: i16 = 56;
 
 fn batch(values: &[&str], first_timestamp: i64) -> Bytes {
     let mut b = BatchBuilder::new();
@@ -188,6 +190,70 @@ async fn acks_zero_gets_no_response_and_later_answers_stay_in_order() {
     let p = client.recv::<ProduceRequest>(9, first).await;
     assert_eq!(p.responses[0].partition_responses[0].base_offset, 1, "the acks=0 batch was appended first");
     client.recv::<ApiVersionsRequest>(3, second).await;
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_acks_all_produces_are_answered_in_order_once_durable() {
+    let mut broker = TestBroker::start().await;
+    broker.log.create_topic("piped", 1, TopicConfig::default()).unwrap();
+    let mut client = broker.client().await;
+    // More produces than may wait for their fsync at once, sent before reading any answer,
+    // with other requests and acks among them: the answers come back in request order.
+    let produces = 3 * PRODUCES_AWAITING_FSYNC_PER_CONNECTION_MAX;
+    let (api_versions_at, acks_one_at, acks_zero_at) = (produces / 3, produces / 2, produces / 2 + 1);
+    let mut sent = Vec::new();
+    for i in 0..produces {
+        if i == api_versions_at {
+            sent.push((client.send(3, &ApiVersionsRequest::default()).await, None));
+            continue;
+        }
+        let acks = match i {
+            _ if i == acks_one_at => 1,
+            _ if i == acks_zero_at => 0,
+            _ => -1,
+        };
+        let id = client.send(9, &produce("piped", 0, batch(&[&format!("v{i}")], i as i64), acks)).await;
+        if acks != 0 {
+            sent.push((id, Some(i)));
+        }
+    }
+    for (id, produce_index) in sent {
+        let Some(i) = produce_index else {
+            client.recv::<ApiVersionsRequest>(3, id).await;
+            continue;
+        };
+        let p = client.recv::<ProduceRequest>(9, id).await.responses[0].partition_responses[0].clone();
+        assert_eq!(p.error_code, 0, "produce {i}");
+        // One record each, in request order; the api-versions slot took no offset.
+        let expected = i as i64 - i64::from(i > api_versions_at);
+        assert_eq!(p.base_offset, expected, "produce {i} appended in request order");
+    }
+    let partition = broker.log.partition("piped", 0).unwrap();
+    let hw = partition.high_watermark();
+    assert_eq!(hw, (produces - 1) as i64, "every produce but the api-versions slot appended");
+    assert!(partition.durable_offset() >= hw, "the last acks=all answer came after an fsync covering all");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_acknowledges_none_of_the_pipelined_produces() {
+    let storage = SimStorage::new();
+    let mut broker = TestBroker::start_simulated(&storage).await;
+    broker.log.create_topic("doomed", 1, TopicConfig::default()).unwrap();
+    let mut client = broker.client().await;
+    storage.fail_syncs(1);
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(client.send(9, &produce("doomed", 0, batch(&[&format!("v{i}")], i), -1)).await);
+    }
+    for (i, id) in ids.into_iter().enumerate() {
+        let p = client.recv::<ProduceRequest>(9, id).await.responses[0].partition_responses[0].clone();
+        assert_eq!(p.error_code, KAFKA_STORAGE_ERROR, "produce {i}: appended or not, never acknowledged");
+    }
+    assert!(broker.log.partition("doomed", 0).unwrap().offline_reason().is_some(), "the partition went offline");
+    let response = client.call(9, &produce("doomed", 0, batch(&["after"], 9), 1)).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, KAFKA_STORAGE_ERROR, "until a restart");
     broker.stop().await;
 }
 
