@@ -5,8 +5,9 @@
 # 1 MiB, 16 KiB and 256 KiB blocks (256 KiB: the most 16 writers of 16 KiB batches can have in
 # one fsync) (installed with apt-get if missing; dd oflag=dsync if that fails),
 # then runs `cargo bench -p runnel-log --bench append` with those figures in
-# RUNNEL_BENCH_DISK_MBPS and RUNNEL_BENCH_DISK_16K_MBPS so the table shows each case's ratio to
-# both. MB = 10^6 bytes.
+# RUNNEL_BENCH_DISK_MBPS and RUNNEL_BENCH_DISK_16K_MBPS: the table shows each case's ratio to
+# fio's 1 MiB figure, and to the bare disk measured again right after the case (1 MiB writes,
+# and the case's own write pattern), since this disk's speed drifts. MB = 10^6 bytes.
 #
 # Environment: RUNNEL_BENCH_BYTES (bytes per case, default 512M), RUNNEL_BENCH_DIR (default
 # target/bench-data; must be a real disk, not tmpfs).

@@ -3,11 +3,19 @@
 //!
 //! Cases: 1 KiB uncompressed records in 16 KiB and 1 MiB batches, appended without fsync (one
 //! writer) and with an fsync per batch (each of 1, 4 or 16 writer threads on ONE partition
-//! appends, then `sync_to` its own last offset: group commit shares fsyncs between them), then
+//! appends, then `sync_to` its own last offset: group commit shares fsyncs between them), the
+//! same with pipelined acknowledgements (each writer keeps up to 5 batches unacknowledged, as a
+//! Kafka producer does with its default `max.in.flight.requests.per.connection`, and the broker
+//! allows by appending a connection's next produce while the previous one waits), then
 //! a sequential read of a whole partition in 1 MiB budgets. fsyncs are counted exactly by a
 //! [`Storage`] wrapper around [`FsStorage`]; their mean duration (`ms/fsync`) comes from the
 //! log's own fsync histogram, so a slow case can be told apart as "fsyncs too small" or
-//! "fsyncs too slow".
+//! "fsyncs too slow". Right after each fsync case the bare disk is measured twice: `disk now`,
+//! 1 MiB writes each fdatasynced (this shared machine's disk speed drifts within minutes, so a
+//! reference taken at the start can be far off by the last case; `x now` is the case against
+//! it), and `pattern`, written the way the case wrote (a new file, writes of one batch, the
+//! same bytes per fdatasync): `x pattern` is what the log costs itself, apart from what the
+//! filesystem charges for the pattern.
 //!
 //! Environment: `RUNNEL_BENCH_BYTES` (bytes per case, default 512 MiB; `K`/`M`/`G` suffixes
 //! allowed), `RUNNEL_BENCH_DIR` (default `<target>/bench-data`; must not be tmpfs),
@@ -30,6 +38,9 @@ use runnel_records::{BatchBuilder, Batches, Compression, Record};
 const RECORD_BYTES: usize = 1024;
 const DEFAULT_TOTAL_BYTES: u64 = 512 << 20;
 const TOPIC: &str = "bench";
+/// Unacknowledged batches per pipelined writer: the default of Kafka producers'
+/// `max.in.flight.requests.per.connection` (Java, kafka-python; librdkafka's idempotent producer).
+const PRODUCER_IN_FLIGHT: usize = 5;
 
 /// [`FsStorage`] that counts the fsyncs of its files.
 struct CountingStorage {
@@ -132,6 +143,11 @@ struct Row {
     fsyncs: Option<u64>,
     /// Mean time of the partition's data fsyncs (from the log's own fsync histogram).
     fsync_ms: Option<f64>,
+    /// MB/s of the bare disk written in the same pattern (see [`same_pattern_bandwidth`]).
+    pattern_mbps: Option<f64>,
+    /// MB/s of the bare disk in 1 MiB writes, each fdatasynced, measured right after the case:
+    /// this shared machine's disk speed drifts within minutes, so each case gets its own.
+    disk_now_mbps: Option<f64>,
 }
 
 impl Row {
@@ -140,8 +156,23 @@ impl Row {
     }
 }
 
-/// Appends `batches` copies of `batch` split over `writers` threads; with `fsync`, each writer
-/// calls `sync_to` after each of its appends.
+/// How each writer waits for its appends to be durable.
+#[derive(Clone, Copy)]
+enum Acks {
+    /// Never: no fsync at all.
+    None,
+    /// Each batch is acknowledged (`sync_to` its last offset) before the writer appends the
+    /// next one.
+    EachBatch,
+    /// Pipelined, as a Kafka producer with `max.in.flight.requests.per.connection` = N and a
+    /// broker that appends a connection's next produce while the previous one waits for its
+    /// fsync: a writer appends until N of its batches are unacknowledged, then waits until its
+    /// oldest is durable. Every batch is still acknowledged only once an fsync covers it.
+    InFlight(usize),
+}
+
+/// Appends `batches` copies of `batch` split over `writers` threads, acknowledging them as
+/// `acks` says.
 fn run_append(
     base: &Path,
     label: &str,
@@ -149,7 +180,7 @@ fn run_append(
     records_per_batch: usize,
     batches: u64,
     writers: u64,
-    fsync: bool,
+    acks: Acks,
 ) -> Row {
     let bench = open_bench(base, batch.len());
     let per_writer = batches.div_ceil(writers);
@@ -159,11 +190,29 @@ fn run_append(
         for _ in 0..writers {
             let p = bench.partition.clone();
             s.spawn(move || {
+                let window = match acks {
+                    Acks::None => 0,
+                    Acks::EachBatch => 1,
+                    Acks::InFlight(n) => n,
+                };
+                // End offsets of this writer's appended, unacknowledged batches, oldest first.
+                let mut unacked = std::collections::VecDeque::with_capacity(window);
                 for _ in 0..per_writer {
                     let info = p.append(batch, runnel_log::now_ms()).expect("append");
-                    if fsync {
-                        p.sync_to(info.last_offset + 1).expect("sync_to");
+                    if window == 0 {
+                        continue;
                     }
+                    unacked.push_back(info.last_offset + 1);
+                    if unacked.len() >= window {
+                        p.sync_to(unacked[0]).expect("sync_to");
+                        let durable = p.durable_offset();
+                        while unacked.front().is_some_and(|&end| end <= durable) {
+                            unacked.pop_front();
+                        }
+                    }
+                }
+                if let Some(&end) = unacked.back() {
+                    p.sync_to(end).expect("sync_to");
                 }
             });
         }
@@ -181,6 +230,8 @@ fn run_append(
         secs,
         fsyncs: Some(fsyncs),
         fsync_ms,
+        pattern_mbps: None,
+        disk_now_mbps: None,
     }
 }
 
@@ -200,7 +251,16 @@ fn read_all(p: &Partition, label: &str) -> Row {
         }
         bytes += r.records.len() as u64;
     }
-    Row { case: label.to_string(), bytes, records, secs: start.elapsed().as_secs_f64(), fsyncs: None, fsync_ms: None }
+    Row {
+        case: label.to_string(),
+        bytes,
+        records,
+        secs: start.elapsed().as_secs_f64(),
+        fsyncs: None,
+        fsync_ms: None,
+        pattern_mbps: None,
+        disk_now_mbps: None,
+    }
 }
 
 /// Drops the page cache of the partition's segment files (they are fsynced first).
@@ -221,18 +281,50 @@ fn drop_cache(dir: &Path) {
     }
 }
 
-/// Sequential write bandwidth with fdatasync: `total` bytes in 1 MiB writes, each synced.
-fn disk_bandwidth(base: &Path, total: u64) -> f64 {
+/// Sequential write bandwidth of a new file with fdatasync: `total` bytes in writes of
+/// `write_bytes`, an fdatasync after every `writes_per_sync` of them.
+fn disk_bandwidth(base: &Path, total: u64, write_bytes: usize, writes_per_sync: u64) -> f64 {
     let dir = tempfile::Builder::new().prefix("disk-").tempdir_in(base).expect("temp dir");
     let mut f = std::fs::File::create(dir.path().join("seqwrite")).expect("create file");
-    let block = vec![0x5au8; 1 << 20];
+    let block = vec![0x5au8; write_bytes];
     let n = total.div_ceil(block.len() as u64);
     let start = Instant::now();
-    for _ in 0..n {
+    for i in 1..=n {
         f.write_all(&block).expect("write");
-        f.sync_data().expect("fdatasync");
+        if i % writes_per_sync == 0 || i == n {
+            f.sync_data().expect("fdatasync");
+        }
     }
     (n * block.len() as u64) as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// The bare disk written in `row`'s pattern: writes of one batch, with as many bytes per
+/// fdatasync as the log put in each of its fsyncs. What the log reaches against this is what
+/// it adds or loses itself; the rest is what this filesystem charges for the pattern (an
+/// fdatasync that extends a file commits metadata too, and costs more when the previous one
+/// ended inside a page, as Kafka batches of 16,589 bytes do).
+fn same_pattern_bandwidth(base: &Path, total: u64, batch_bytes: usize, row: &Row) -> Option<f64> {
+    let fsyncs = row.fsyncs.filter(|&n| n > 0)?;
+    let writes_per_sync = (row.bytes / fsyncs / batch_bytes as u64).max(1);
+    Some(disk_bandwidth(base, total, batch_bytes, writes_per_sync))
+}
+
+/// An fsync case, followed by its two bare-disk references.
+#[allow(clippy::too_many_arguments)]
+fn run_fsync_case(
+    base: &Path,
+    label: &str,
+    batch: &Bytes,
+    records_per_batch: usize,
+    batches: u64,
+    writers: u64,
+    acks: Acks,
+    total: u64,
+) -> Row {
+    let mut row = run_append(base, label, batch, records_per_batch, batches, writers, acks);
+    row.pattern_mbps = same_pattern_bandwidth(base, total, batch.len(), &row);
+    row.disk_now_mbps = Some(disk_bandwidth(base, total, 1 << 20, 1));
+    row
 }
 
 fn parse_bytes(s: &str) -> Option<u64> {
@@ -267,7 +359,7 @@ fn main() {
     let base = base.canonicalize().expect("bench dir");
     println!("runnel-log append bench: {} MiB per case in {}", total >> 20, base.display());
 
-    let own_disk = disk_bandwidth(&base, total);
+    let own_disk = disk_bandwidth(&base, total, 1 << 20, 1);
     let fio_disk = std::env::var("RUNNEL_BENCH_DISK_MBPS").ok().and_then(|s| s.trim().parse::<f64>().ok());
     println!("disk, 1 MiB writes + fdatasync each (this binary): {own_disk:.1} MB/s");
     let reference = match fio_disk {
@@ -285,8 +377,6 @@ fn main() {
         println!("disk, fio seqwrite bs=16k fdatasync=1 (bench/log.sh): {f:.1} MB/s  <- second ratio");
     }
     println!();
-    let ratio16 = |mbps: f64| fio_disk_16k.map(|d| format!("{:>7.0}%", 100.0 * mbps / d)).unwrap_or_default();
-    let header16 = if fio_disk_16k.is_some() { format!(" {:>8}", "x 16k") } else { String::new() };
 
     let mut rows = Vec::new();
     for (size_label, records_per_batch) in [("16KiB", 16usize), ("1MiB", 1024)] {
@@ -297,10 +387,19 @@ fn main() {
             batch.len()
         );
         let label = format!("{size_label} no fsync, 1 writer");
-        rows.push(run_append(&base, &label, &batch, records_per_batch, batches, 1, false));
+        rows.push(run_append(&base, &label, &batch, records_per_batch, batches, 1, Acks::None));
         for writers in [1u64, 4, 16] {
             let label = format!("{size_label} fsync/batch, {writers} writer{}", if writers == 1 { "" } else { "s" });
-            rows.push(run_append(&base, &label, &batch, records_per_batch, batches, writers, true));
+            let acks = Acks::EachBatch;
+            rows.push(run_fsync_case(&base, &label, &batch, records_per_batch, batches, writers, acks, total));
+        }
+        for writers in [1u64, 4, 16] {
+            let label = format!(
+                "{size_label} fsync/batch, {writers} writer{} x {PRODUCER_IN_FLIGHT} in flight",
+                if writers == 1 { "" } else { "s" }
+            );
+            let acks = Acks::InFlight(PRODUCER_IN_FLIGHT);
+            rows.push(run_fsync_case(&base, &label, &batch, records_per_batch, batches, writers, acks, total));
         }
         // Read back a freshly written partition: once from the page cache, once cold.
         let bench = open_bench(&base, batch.len());
@@ -314,9 +413,22 @@ fn main() {
 
     println!();
     println!(
-        "{:<40} {:>10} {:>12} {:>9} {:>10} {:>9} {:>8}{header16}",
-        "case", "MB/s", "records/s", "fsyncs", "B/fsync", "ms/fsync", "x disk"
+        "{:<46} {:>9} {:>11} {:>7} {:>9} {:>8} {:>7} {:>9} {:>8} {:>9} {:>9}",
+        "case",
+        "MB/s",
+        "records/s",
+        "fsyncs",
+        "B/fsync",
+        "ms/fsync",
+        "x disk",
+        "disk now",
+        "x now",
+        "pattern",
+        "x pattern"
     );
+    let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let ratio =
+        |mbps: f64, of: Option<f64>| of.map_or_else(|| "-".to_string(), |d| format!("{:.0}%", 100.0 * mbps / d));
     for r in &rows {
         let (fsyncs, per) = match r.fsyncs {
             Some(0) => ("0".to_string(), "-".to_string()),
@@ -325,7 +437,7 @@ fn main() {
         };
         let ms = r.fsync_ms.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".to_string());
         println!(
-            "{:<40} {:>10.1} {:>12.0} {:>9} {:>10} {:>9} {:>7.0}% {}",
+            "{:<46} {:>9.1} {:>11.0} {:>7} {:>9} {:>8} {:>6.0}% {:>9} {:>8} {:>9} {:>9}",
             r.case,
             r.mbps(),
             r.records as f64 / r.secs,
@@ -333,44 +445,29 @@ fn main() {
             per,
             ms,
             100.0 * r.mbps() / reference,
-            ratio16(r.mbps())
+            cell(r.disk_now_mbps),
+            ratio(r.mbps(), r.disk_now_mbps),
+            cell(r.pattern_mbps),
+            ratio(r.mbps(), r.pattern_mbps),
         );
     }
-    println!(
-        "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>9} {:>7.0}% {}",
-        "disk: 1 MiB write + fdatasync (binary)",
-        own_disk,
-        "-",
-        total.div_ceil(1 << 20),
-        1 << 20,
-        "-",
-        100.0 * own_disk / reference,
-        ratio16(own_disk)
-    );
+    let mut references = vec![("disk: 1 MiB write + fdatasync (binary)", own_disk, 1u64 << 20)];
     if let Some(f) = fio_disk {
-        println!(
-            "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>9} {:>7.0}% {}",
-            "disk: fio seqwrite bs=1M fdatasync=1",
-            f,
-            "-",
-            "-",
-            1 << 20,
-            "-",
-            100.0,
-            ratio16(f)
-        );
+        references.push(("disk: fio seqwrite bs=1M fdatasync=1", f, 1 << 20));
     }
     if let Some(f) = fio_disk_16k {
+        references.push(("disk: fio seqwrite bs=16k fdatasync=1", f, 16 << 10));
+    }
+    for (label, mbps, write_bytes) in references {
         println!(
-            "{:<40} {:>10.1} {:>12} {:>9} {:>10} {:>9} {:>7.0}% {}",
-            "disk: fio seqwrite bs=16k fdatasync=1",
-            f,
+            "{:<46} {:>9.1} {:>11} {:>7} {:>9} {:>8} {:>6.0}%",
+            label,
+            mbps,
             "-",
             "-",
-            16 << 10,
+            write_bytes,
             "-",
-            100.0 * f / reference,
-            ratio16(f)
+            100.0 * mbps / reference
         );
     }
 }

@@ -2,7 +2,7 @@
 //! Kafka-compatible broker (runnel or not).
 //!
 //! Producers each own a TCP connection and send Produce requests, one v2 batch per request for
-//! the partitions in turn, with up to [`MAX_IN_FLIGHT`] requests awaiting their answer. Every
+//! the partitions in turn, with up to `--max-in-flight` requests awaiting their answer. Every
 //! record's value starts with its send time (microseconds since the Unix epoch, big-endian), so
 //! consumers, fetching from the offsets that were latest at the start, compute end-to-end
 //! latency as receive time minus send time. The bootstrap broker is assumed to lead every
@@ -26,8 +26,8 @@ use runnel_client::{Client, Connection, NewTopic, OffsetSpec};
 use runnel_records::{BatchBuilder, Compression, Record};
 use tokio::sync::{Semaphore, mpsc};
 
-/// Produce requests a producer may have awaiting their answer.
-const MAX_IN_FLIGHT: usize = 5;
+/// Most Produce requests a producer may have awaiting their answer (`--max-in-flight`).
+const MAX_IN_FLIGHT_LIMIT: usize = 1_000;
 /// Latency samples kept in all (reservoir sampling beyond that).
 const RESERVOIR_SAMPLES: usize = 1_000_000;
 /// How long to wait for the producers' last answers.
@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// Records in each batch (one batch per Produce request).
     #[arg(long, default_value_t = 16)]
     batch_records: usize,
+    /// Produce requests each producer may have awaiting their answer (Kafka's
+    /// `max.in.flight.requests.per.connection`; 1 to 1,000).
+    #[arg(long, default_value_t = 5)]
+    max_in_flight: usize,
     /// Report format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -104,6 +108,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.producers == 0 || args.batch_records == 0 || args.partitions == 0 {
         bail!("--producers, --batch-records and --partitions must be at least 1");
     }
+    if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&args.max_in_flight) {
+        bail!("--max-in-flight must be 1 to {MAX_IN_FLIGHT_LIMIT}, not {}", args.max_in_flight);
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let report = runtime.block_on(bench(args.clone()))?;
@@ -124,6 +131,7 @@ struct Report {
     producers: usize,
     consumers: usize,
     batch_records: usize,
+    max_in_flight: usize,
     target_rate: u64,
     duration_secs: f64,
     produced_records: u64,
@@ -146,12 +154,13 @@ fn print_table(r: &Report) {
     println!("bootstrap        {}", r.bootstrap);
     println!("topic            {} ({} partitions)", r.topic, r.partitions);
     println!(
-        "load             {} producers, {} consumers, {} B records, {} per batch, acks={}, rate={}",
+        "load             {} producers, {} consumers, {} B records, {} per batch, acks={}, {} in flight, rate={}",
         r.producers,
         r.consumers,
         r.record_size,
         r.batch_records,
         r.acks,
+        r.max_in_flight,
         if r.target_rate == 0 { "max".to_string() } else { format!("{}/s", r.target_rate) }
     );
     println!("duration         {:.2} s", r.duration_secs);
@@ -319,6 +328,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<Report> {
         producers: args.producers,
         consumers,
         batch_records: args.batch_records,
+        max_in_flight: args.max_in_flight,
         target_rate: args.rate,
         duration_secs: elapsed,
         produced_records,
@@ -381,8 +391,8 @@ async fn produce(
 ) -> anyhow::Result<()> {
     let (mut sender, mut receiver) = conn.into_split();
     let version = sender.version::<ProduceRequest>()?;
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    // Unbounded in type only: an entry is sent only with one of the MAX_IN_FLIGHT permits.
+    let in_flight = Arc::new(Semaphore::new(args.max_in_flight));
+    // Unbounded in type only: an entry is sent only with one of the `max_in_flight` permits.
     let (pending_tx, mut pending_rx) =
         mpsc::unbounded_channel::<(runnel_client::Pending, u64, tokio::sync::OwnedSemaphorePermit)>();
     let acks = args.acks;
