@@ -713,6 +713,32 @@ impl Engine {
         st.sources.insert(desc.name.clone(), desc);
     }
 
+    /// Checks that the sink of a CREATE ... AS SELECT can be serialized (its key and value
+    /// formats carry its columns), then creates its topic, compacted for a table; an existing
+    /// topic with the same partition count is fine.
+    fn create_sink_topic(&self, sink: &SourceDesc) -> Result<(), SqlError> {
+        sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
+        sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
+        self.log.create_topic(&sink.topic, sink.partitions, sink.kind == SourceKind::Table).map_err(|e| sql_err(e.0))
+    }
+
+    /// Records the statement of persistent query `id` in the command topic (unless replaying) and
+    /// adds its sink to the catalog as written by `id`; the caller then starts the query.
+    fn register_sink(
+        self: &Arc<Self>,
+        mut sink: SourceDesc,
+        id: &str,
+        text: &str,
+        session: &Session,
+        replay: bool,
+    ) -> Result<Arc<SourceDesc>, SqlError> {
+        self.record_query_command(text, session, replay, Some(id))?;
+        sink.written_by = Some(id.to_string());
+        let sink = Arc::new(sink);
+        self.register(sink.clone());
+        Ok(sink)
+    }
+
     fn create_as_select(
         self: &Arc<Self>,
         c: &CreateAsSelect,
@@ -764,7 +790,7 @@ impl Engine {
         let sink = SourceDesc {
             name: c.name.clone(),
             kind: c.kind,
-            topic: topic.clone(),
+            topic,
             partitions,
             key_format,
             value_format: options.value_format,
@@ -782,9 +808,7 @@ impl Engine {
         if options.row_ttl_ms.is_some() {
             return Err(sql_err("ROW_TTL applies to source tables and aggregations (CREATE TABLE ... GROUP BY)"));
         }
-        sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
-        sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
-        self.log.create_topic(&topic, partitions, c.kind == SourceKind::Table).map_err(|e| sql_err(e.0))?;
+        self.create_sink_topic(&sink)?;
         let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
         // CREATE OR REPLACE: the running query writing the sink stops, and the new one takes its
         // id, so it continues from the old query's committed positions (as in ksqlDB).
@@ -816,13 +840,9 @@ impl Engine {
             }
             None => self.next_query_id(prefix, &c.name),
         };
-        self.record_query_command(text, session, replay, Some(&id))?;
-        let mut sink = sink;
-        sink.written_by = Some(id.clone());
-        let sink = Arc::new(sink);
-        self.register(sink.clone());
+        let sink = self.register_sink(sink, &id, text, session, replay)?;
         self.start_persistent(id.clone(), text, p, sink, session);
-        Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+        Ok(query_created(id))
     }
 
     fn insert_into(
@@ -847,14 +867,14 @@ impl Engine {
             let id = self.next_query_id("INSERTQUERY", target);
             self.record_query_command(text, session, replay, Some(&id))?;
             self.start_stateful(id.clone(), text, p, sink, session);
-            return Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) });
+            return Ok(query_created(id));
         }
         let p = plan(query, &lookup, Purpose::Persistent)?;
         check_sink_schema(&p.key_fields(), &p.value_fields(), &sink)?;
         let id = self.next_query_id("INSERTQUERY", target);
         self.record_query_command(text, session, replay, Some(&id))?;
         self.start_persistent(id.clone(), text, p, sink, session);
-        Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+        Ok(query_created(id))
     }
 
     /// CREATE STREAM|TABLE ... AS SELECT with a join or an aggregation.
@@ -914,7 +934,7 @@ impl Engine {
         let sink = SourceDesc {
             name: c.name.clone(),
             kind: c.kind,
-            topic: topic.clone(),
+            topic,
             partitions,
             key_format,
             value_format: options.value_format,
@@ -941,18 +961,12 @@ impl Engine {
         if c.kind == SourceKind::Table && sink.key_columns.is_empty() {
             return Err(sql_err("the table has no key column: include its key in the projection"));
         }
-        sink.key_serde().validate("KEY").map_err(|e| sql_err(e.0))?;
-        sink.value_serde().validate("VALUE").map_err(|e| sql_err(e.0))?;
-        self.log.create_topic(&topic, partitions, c.kind == SourceKind::Table).map_err(|e| sql_err(e.0))?;
+        self.create_sink_topic(&sink)?;
         let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
         let id = self.next_query_id(prefix, &c.name);
-        self.record_query_command(text, session, replay, Some(&id))?;
-        let mut sink = sink;
-        sink.written_by = Some(id.clone());
-        let sink = Arc::new(sink);
-        self.register(sink.clone());
+        let sink = self.register_sink(sink, &id, text, session, replay)?;
         self.start_stateful(id.clone(), text, p, sink, session);
-        Ok(Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) })
+        Ok(query_created(id))
     }
 
     fn start_stateful(
@@ -1559,6 +1573,11 @@ fn order_rows(order_by: &[crate::ast::OrderBy], columns: &[Field], rows: &mut [V
         *slot = row;
     }
     Ok(())
+}
+
+/// What a statement that starts persistent query `id` answers.
+fn query_created(id: String) -> Outcome {
+    Outcome::Status { message: format!("Created query with ID {id}"), query_id: Some(id) }
 }
 
 /// INSERT INTO: the query's result columns must be the sink's.

@@ -214,9 +214,13 @@ fn is_int(t: &SqlType) -> bool {
 pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType, FunctionImpl), String> {
     use SqlType as T;
     let bad = || signature_error(name, types);
-    let fits = |i: usize, want: &T| types.get(i) == Some(want) || nulls.get(i) == Some(&true);
-    let all = |want: &T| (0..types.len()).all(|i| fits(i, want));
     let n = types.len();
+    let fits = |i: usize, want: &T| types.get(i) == Some(want) || nulls.get(i) == Some(&true);
+    // Checks of trailing (often optional) arguments: whether every argument from position `from`
+    // on fits `want`, or is INT or BIGINT; true when there is none.
+    let fit_from = |from: usize, want: &T| (from..n).all(|i| fits(i, want));
+    let ints_from = |from: usize| types.iter().skip(from).all(is_int);
+    let all = |want: &T| fit_from(0, want);
     Ok(match name {
         // ---------------------------------------------------------------- strings
         "LCASE" | "UCASE" | "TRIM" | "LTRIM" | "RTRIM" | "INITCAP" | "REVERSE" if n == 1 && all(&T::String) => {
@@ -268,7 +272,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
                 bounded(a[1..].iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(sep))
             }),
         ),
-        "SUBSTRING" if (n == 2 || n == 3) && fits(0, &T::String) && types[1..].iter().all(is_int) => (
+        "SUBSTRING" if (n == 2 || n == 3) && fits(0, &T::String) && ints_from(1) => (
             T::String,
             strict(|a| {
                 let chars: Vec<char> = s(&a[0]).chars().collect();
@@ -307,7 +311,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
                 Ok(string(x.replace(from, to)))
             }),
         ),
-        "INSTR" if n >= 2 && fits(0, &T::String) && fits(1, &T::String) && types[2..].iter().all(is_int) => (
+        "INSTR" if n >= 2 && fits(0, &T::String) && fits(1, &T::String) && ints_from(2) => (
             T::Int,
             strict(|a| {
                 let (x, sub) = (s(&a[0]), s(&a[1]));
@@ -434,7 +438,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
                 }),
             )
         }
-        "ROUND" if (n == 1 || n == 2) && types[0].is_numeric() && types[1..].iter().all(is_int) => {
+        "ROUND" if (n == 1 || n == 2) && types[0].is_numeric() && ints_from(1) => {
             let ty = match (&types[0], n) {
                 (T::Double, 1) => T::Bigint,
                 (T::Decimal { precision, scale }, 1) => T::Decimal { precision: precision - scale + 1, scale: 0 },
@@ -564,7 +568,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
         "FORMAT_TIMESTAMP" | "TIMESTAMPTOSTRING"
             if (n == 2 || n == 3)
                 && (fits(0, &T::Timestamp) || (name == "TIMESTAMPTOSTRING" && is_int(&types[0])))
-                && types[1..].iter().enumerate().all(|(i, _)| fits(i + 1, &T::String)) =>
+                && fit_from(1, &T::String) =>
         {
             (
                 T::String,
@@ -768,7 +772,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
         "ARRAY_JOIN"
             if (n == 1 || n == 2)
                 && matches!(&types[0], T::Array(item) if item.is_primitive())
-                && (n == 1 || fits(1, &T::String)) =>
+                && fit_from(1, &T::String) =>
         {
             (
                 T::String,
@@ -813,7 +817,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
         "ARRAY_SORT"
             if (n == 1 || n == 2)
                 && matches!(&types[0], T::Array(item) if item.is_orderable())
-                && (n == 1 || fits(1, &T::String)) =>
+                && fit_from(1, &T::String) =>
         {
             (
                 types[0].clone(),
@@ -855,7 +859,7 @@ pub fn resolve(name: &str, types: &[SqlType], nulls: &[bool]) -> Result<(SqlType
                 ))
             }),
         ),
-        "ELT" if n >= 1 && is_int(&types[0]) && (1..n).all(|i| fits(i, &T::String)) => (
+        "ELT" if n >= 1 && is_int(&types[0]) && fit_from(1, &T::String) => (
             T::String,
             lenient(|a| {
                 Ok(match a[0].as_i64() {

@@ -465,6 +465,34 @@ fn fetch_group(c: &GroupCoordinator, group_id: &str, topics: Option<Vec<(TopicNa
     }
 }
 
+/// One group's committed offsets (`fetch_group`'s answer) as OffsetFetch response topics. The
+/// response spells a topic and a partition `OffsetFetchResponseTopic`/`Partition` up to v7 and
+/// `OffsetFetchResponseTopics`/`Partitions` from v8, with the same fields, hence a macro. A partition
+/// with nothing committed gets offset -1, leader epoch -1 and empty metadata.
+macro_rules! offset_fetch_topics {
+    ($fetched:expr, $topic:ident, $partition:ident) => {
+        $fetched
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut topic = $topic::default();
+                topic.name = name;
+                topic.partitions = partitions
+                    .into_iter()
+                    .map(|(index, entry)| {
+                        let mut p = $partition::default();
+                        p.partition_index = index;
+                        p.committed_offset = entry.as_ref().map_or(-1, |e| e.offset);
+                        p.committed_leader_epoch = entry.as_ref().map_or(-1, |e| e.leader_epoch);
+                        p.metadata = Some(s(entry.map(|e| e.metadata).unwrap_or_default()));
+                        p
+                    })
+                    .collect();
+                topic
+            })
+            .collect()
+    };
+}
+
 fn offset_fetch(c: &GroupCoordinator, version: i16, r: OffsetFetchRequest) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
@@ -477,25 +505,9 @@ fn offset_fetch(c: &GroupCoordinator, version: i16, r: OffsetFetchRequest) -> Of
                 if g.group_id.len() > GROUP_ID_BYTES_MAX {
                     group.error_code = err(ResponseError::InvalidGroupId);
                 } else {
-                    group.topics = fetch_group(c, &g.group_id, topics)
-                        .into_iter()
-                        .map(|(name, partitions)| {
-                            let mut topic = OffsetFetchResponseTopics::default();
-                            topic.name = name;
-                            topic.partitions = partitions
-                                .into_iter()
-                                .map(|(index, entry)| {
-                                    let mut p = OffsetFetchResponsePartitions::default();
-                                    p.partition_index = index;
-                                    p.committed_offset = entry.as_ref().map_or(-1, |e| e.offset);
-                                    p.committed_leader_epoch = entry.as_ref().map_or(-1, |e| e.leader_epoch);
-                                    p.metadata = Some(s(entry.map(|e| e.metadata).unwrap_or_default()));
-                                    p
-                                })
-                                .collect();
-                            topic
-                        })
-                        .collect();
+                    let fetched = fetch_group(c, &g.group_id, topics);
+                    group.topics =
+                        offset_fetch_topics!(fetched, OffsetFetchResponseTopics, OffsetFetchResponsePartitions);
                 }
                 group.group_id = g.group_id;
                 group
@@ -508,25 +520,8 @@ fn offset_fetch(c: &GroupCoordinator, version: i16, r: OffsetFetchRequest) -> Of
         return response;
     }
     let topics = r.topics.map(|ts| ts.into_iter().map(|t| (t.name, t.partition_indexes)).collect());
-    response.topics = fetch_group(c, &r.group_id, topics)
-        .into_iter()
-        .map(|(name, partitions)| {
-            let mut topic = OffsetFetchResponseTopic::default();
-            topic.name = name;
-            topic.partitions = partitions
-                .into_iter()
-                .map(|(index, entry)| {
-                    let mut p = OffsetFetchResponsePartition::default();
-                    p.partition_index = index;
-                    p.committed_offset = entry.as_ref().map_or(-1, |e| e.offset);
-                    p.committed_leader_epoch = entry.as_ref().map_or(-1, |e| e.leader_epoch);
-                    p.metadata = Some(s(entry.map(|e| e.metadata).unwrap_or_default()));
-                    p
-                })
-                .collect();
-            topic
-        })
-        .collect();
+    let fetched = fetch_group(c, &r.group_id, topics);
+    response.topics = offset_fetch_topics!(fetched, OffsetFetchResponseTopic, OffsetFetchResponsePartition);
     response
 }
 

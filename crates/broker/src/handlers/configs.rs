@@ -102,6 +102,16 @@ fn is_this_broker(cx: &Context, name: &str) -> bool {
     name.is_empty() || name == cx.config.node_id.to_string()
 }
 
+/// The failure for a broker resource that names another broker.
+fn not_this_broker(cx: &Context, name: &str) -> Failure {
+    (ResponseError::InvalidRequest, format!("this is broker {}, not {name:?}", cx.config.node_id))
+}
+
+/// The failure for a config resource type other than topic and broker.
+fn unsupported_resource_type(resource_type: i8) -> Failure {
+    (ResponseError::InvalidRequest, format!("config resource type {resource_type} is not supported"))
+}
+
 pub(super) fn describe(cx: &Context, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let results = request
         .resources
@@ -137,10 +147,8 @@ pub(super) fn describe(cx: &Context, request: DescribeConfigsRequest, version: i
                     .filter(|(key, _, _)| wanted(key))
                     .map(|(key, value, type_)| entry(key, value, SOURCE_STATIC_BROKER, true, type_, version))
                     .collect()),
-                RESOURCE_BROKER => {
-                    Err((ResponseError::InvalidRequest, format!("this is broker {}, not {name:?}", cx.config.node_id)))
-                }
-                other => Err((ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
+                RESOURCE_BROKER => Err(not_this_broker(cx, name)),
+                other => Err(unsupported_resource_type(other)),
             };
             match configs {
                 Ok(configs) => result.with_configs(configs),
@@ -240,37 +248,47 @@ fn read_only_broker(cx: &Context, name: &str) -> Failure {
             "broker configs are static: set them by flag, environment or config file".to_string(),
         )
     } else {
-        (ResponseError::InvalidRequest, format!("this is broker {}, not {name:?}", cx.config.node_id))
+        not_this_broker(cx, name)
+    }
+}
+
+/// One resource's outcome in AlterConfigs (`replace`: the changes replace the whole config) or
+/// IncrementalAlterConfigs (`replace` false): a topic gets `changes`, or the error found reading
+/// them from the request; a broker refuses, its configs being static.
+async fn alter_resource(
+    cx: &Context,
+    resource_type: i8,
+    name: &str,
+    changes: Result<Vec<Change>, Failure>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<Result<(), Failure>, Internal> {
+    match resource_type {
+        RESOURCE_TOPIC => match changes {
+            Ok(changes) => alter_topic(cx, name.to_string(), changes, replace, validate_only).await,
+            Err(e) => Ok(Err(e)),
+        },
+        RESOURCE_BROKER => Ok(Err(read_only_broker(cx, name))),
+        other => Ok(Err(unsupported_resource_type(other))),
     }
 }
 
 pub(super) async fn alter(cx: &Context, request: AlterConfigsRequest) -> Result<AlterConfigsResponse, Internal> {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
-        let name = resource.resource_name.to_string();
-        let outcome = match resource.resource_type {
-            RESOURCE_TOPIC => {
-                let changes: Result<Vec<Change>, Failure> = resource
-                    .configs
-                    .iter()
-                    .map(|c| match &c.value {
-                        Some(v) => Ok(Change::Set(c.name.to_string(), v.to_string())),
-                        None => {
-                            Err((ResponseError::InvalidRequest, format!("config {} has a null value", c.name.as_str())))
-                        }
-                    })
-                    .collect();
-                match changes {
-                    Ok(changes) => alter_topic(cx, name, changes, true, request.validate_only).await?,
-                    Err(e) => Err(e),
-                }
-            }
-            RESOURCE_BROKER => Err(read_only_broker(cx, &name)),
-            other => Err((ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
-        };
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => Ok(Change::Set(c.name.to_string(), v.to_string())),
+                None => Err((ResponseError::InvalidRequest, format!("config {} has a null value", c.name.as_str()))),
+            })
+            .collect();
+        let (resource_type, name) = (resource.resource_type, resource.resource_name);
+        let outcome = alter_resource(cx, resource_type, &name, changes, true, request.validate_only).await?;
         let response = alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name);
+            .with_resource_type(resource_type)
+            .with_resource_name(name);
         responses.push(match outcome {
             Ok(()) => response,
             Err((e, message)) => response.with_error_code(code(e)).with_error_message(Some(str_bytes(message))),
@@ -285,38 +303,29 @@ pub(super) async fn incremental_alter(
 ) -> Result<IncrementalAlterConfigsResponse, Internal> {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
-        let name = resource.resource_name.to_string();
-        let outcome = match resource.resource_type {
-            RESOURCE_TOPIC => {
-                let changes: Result<Vec<Change>, Failure> = resource
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        let key = c.name.to_string();
-                        let value = c.value.as_ref().map(StrBytes::to_string);
-                        match (c.config_operation, value) {
-                            (OP_DELETE, _) => Ok(Change::Delete(key)),
-                            (OP_SET, Some(v)) => Ok(Change::Set(key, v)),
-                            (OP_APPEND, Some(v)) => Ok(Change::Append(key, v)),
-                            (OP_SUBTRACT, Some(v)) => Ok(Change::Subtract(key, v)),
-                            (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
-                                Err((ResponseError::InvalidRequest, format!("config {key} has a null value")))
-                            }
-                            (op, _) => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
-                        }
-                    })
-                    .collect();
-                match changes {
-                    Ok(changes) => alter_topic(cx, name, changes, false, request.validate_only).await?,
-                    Err(e) => Err(e),
+        let changes = resource
+            .configs
+            .iter()
+            .map(|c| {
+                let key = c.name.to_string();
+                let value = c.value.as_ref().map(StrBytes::to_string);
+                match (c.config_operation, value) {
+                    (OP_DELETE, _) => Ok(Change::Delete(key)),
+                    (OP_SET, Some(v)) => Ok(Change::Set(key, v)),
+                    (OP_APPEND, Some(v)) => Ok(Change::Append(key, v)),
+                    (OP_SUBTRACT, Some(v)) => Ok(Change::Subtract(key, v)),
+                    (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+                        Err((ResponseError::InvalidRequest, format!("config {key} has a null value")))
+                    }
+                    (op, _) => Err((ResponseError::InvalidRequest, format!("unknown config operation {op}"))),
                 }
-            }
-            RESOURCE_BROKER => Err(read_only_broker(cx, &name)),
-            other => Err((ResponseError::InvalidRequest, format!("config resource type {other} is not supported"))),
-        };
+            })
+            .collect();
+        let (resource_type, name) = (resource.resource_type, resource.resource_name);
+        let outcome = alter_resource(cx, resource_type, &name, changes, false, request.validate_only).await?;
         let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_resource_type(resource.resource_type)
-            .with_resource_name(resource.resource_name);
+            .with_resource_type(resource_type)
+            .with_resource_name(name);
         responses.push(match outcome {
             Ok(()) => response,
             Err((e, message)) => response.with_error_code(code(e)).with_error_message(Some(str_bytes(message))),
