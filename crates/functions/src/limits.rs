@@ -85,6 +85,10 @@ pub const DEAD_LETTER_RETRY_MS: u64 = 1_000;
 /// Wait between two lookups of a table trigger's table while it does not exist (or is a
 /// stream).
 pub const TABLE_RESOLVE_RETRY_MS: u64 = 1_000;
+/// Shortest time between two lookups of a running table trigger's table, which notice a
+/// DROP TABLE or a table created again on another topic. A lookup takes the SQL engine's
+/// lock, so it is not done per read.
+pub const TABLE_CHECK_INTERVAL_MS: u64 = 1_000;
 /// Length of a timer trigger's cron expression.
 pub const CRON_EXPRESSION_BYTES_MAX: usize = 256;
 /// Longest a timer thread sleeps before it reads the clock again, so a clock that jumps is
@@ -132,6 +136,8 @@ const _: () = assert!(EPOCH_TICK_MS >= 1 && EPOCH_TICK_MS <= DEADLINE_MS_DEFAULT
 const _: () = assert!(MEMORY_BYTES_MAX.is_multiple_of(64 * 1024));
 const _: () = assert!(TABLE_SCAN_ROWS_MAX as usize <= OUTPUT_EVENTS_PER_INVOCATION_MAX);
 const _: () = assert!(TIMER_SLEEP_MS_MAX >= 1 && TABLE_RESOLVE_RETRY_MS >= 1);
+// A consumer checks its table at most once per poll, so a shorter interval would mean nothing.
+const _: () = assert!(TABLE_CHECK_INTERVAL_MS >= TRIGGER_POLL_WAIT_MS);
 const _: () = assert!(ENDPOINT_TIMEOUT_MS_DEFAULT >= 1 && ENDPOINT_TIMEOUT_MS_DEFAULT <= ENDPOINT_TIMEOUT_MS_MAX);
 const _: () = assert!(ENDPOINT_RESPONSE_BYTES_MAX >= OUTPUT_BYTES_PER_INVOCATION_MAX / 3 * 4);
 const _: () = assert!(ENDPOINT_ERROR_BODY_BYTES_MAX <= ENDPOINT_RESPONSE_BYTES_MAX);

@@ -1,9 +1,12 @@
 //! Topic and table triggers: one consumer thread per function reads every partition of the
 //! trigger topic (for a table trigger, the topic backing the SQL table, looked up in the
-//! engine when the trigger starts) from its committed positions and hands each event to a lane (a worker thread)
-//! chosen by its key, so events of one key run in order while different keys run on up to
-//! `concurrency` lanes at once. A lane invokes batches of up to `batch_size` events; a
-//! position is committed only once every event before it is done (at least once).
+//! engine when the trigger starts and again every [`TABLE_CHECK_INTERVAL_MS`]: a dropped
+//! table pauses the trigger until it exists again, and one created again on another topic
+//! is read from the trigger's start position) from its committed positions and hands each
+//! event to a lane (a worker thread) chosen by its key, so events of one key run in order
+//! while different keys run on up to `concurrency` lanes at once. A lane invokes batches of
+//! up to `batch_size` events; a position is committed only once every event before it is
+//! done (at least once).
 //!
 //! A failed invocation is retried with exponential backoff; when the retries run out, the
 //! batch's events are retried one by one, so a poison event does not take its neighbours
@@ -499,11 +502,20 @@ impl Drop for TriggerHandle {
 /// What a consumer reads.
 enum Source {
     Topic(String),
-    /// The topic backing a SQL table, looked up when the consumer starts.
+    /// The topic backing a SQL table, looked up when the consumer starts and whenever the
+    /// table changes.
     Table {
         table: String,
         engine: Arc<Engine>,
     },
+}
+
+/// How [`Consumer::consume`] ended.
+enum Consumed {
+    /// The trigger is stopping, or no lane could start.
+    Stopped,
+    /// The table was dropped or is backed by another topic: look it up again.
+    TableChanged,
 }
 
 struct Consumer {
@@ -520,7 +532,20 @@ struct Consumer {
 }
 
 impl Consumer {
+    /// Looks up the topic to read and consumes it until the trigger stops; a table trigger
+    /// whose table was dropped, or now has another topic, goes back to the lookup.
     fn run(mut self) {
+        while self.resolve() {
+            match self.consume() {
+                Consumed::Stopped => return,
+                Consumed::TableChanged => {}
+            }
+        }
+    }
+
+    /// Sets the topic to read (for a table trigger, once the table exists) and waits until
+    /// the topic exists; false if the trigger stopped first.
+    fn resolve(&mut self) -> bool {
         let poll = Duration::from_millis(TRIGGER_POLL_WAIT_MS);
         match &self.source {
             Source::Topic(topic) => self.topic = topic.clone(),
@@ -547,7 +572,7 @@ impl Consumer {
                                 last_error = reason;
                             }
                             if self.stop.sleep(Duration::from_millis(TABLE_RESOLVE_RETRY_MS)) {
-                                return;
+                                return false;
                             }
                         }
                     }
@@ -564,9 +589,18 @@ impl Consumer {
                 waiting_logged = true;
             }
             if self.stop.sleep(poll) {
-                return;
+                return false;
             }
         }
+        true
+    }
+
+    /// Reads the topic from the committed positions and hands its events to the lanes until
+    /// the trigger stops or, for a table trigger, the table changes (looked up again every
+    /// [`TABLE_CHECK_INTERVAL_MS`], not per read); then lets the lanes finish the events
+    /// handed out and commits.
+    fn consume(&self) -> Consumed {
+        let poll = Duration::from_millis(TRIGGER_POLL_WAIT_MS);
         let progress: Progress = Arc::default();
         // Next offset to read, and the last committed position (-1: none yet), by partition.
         let mut positions: Vec<i64> = Vec::new();
@@ -600,6 +634,8 @@ impl Consumer {
         }
         let mut last_read_error = String::new();
         let mut last_commit = Instant::now();
+        let mut last_table_check = Instant::now();
+        let mut ended = Consumed::Stopped;
         self.commit(&progress, &mut committed);
         'consume: while !senders.is_empty() && !self.stop.is_stopped() {
             let mut any = false;
@@ -642,17 +678,43 @@ impl Consumer {
                 self.commit(&progress, &mut committed);
                 last_commit = Instant::now();
             }
+            if last_table_check.elapsed() >= Duration::from_millis(TABLE_CHECK_INTERVAL_MS) {
+                last_table_check = Instant::now();
+                if self.table_changed() {
+                    ended = Consumed::TableChanged;
+                    break;
+                }
+            }
             if !any {
                 let waits: Vec<(u32, i64)> = positions.iter().enumerate().map(|(p, o)| (p as u32, *o)).collect();
                 self.shared.log.wait_any(&self.topic, &waits, poll);
                 self.add_partitions(&progress, &mut positions, &mut committed);
             }
         }
+        // Lanes finish the events queued for them, then see their queue closed.
         drop(senders);
         for lane in lanes {
             let _ = lane.join();
         }
         self.commit(&progress, &mut committed);
+        ended
+    }
+
+    /// Whether a table trigger's table was dropped or is now backed by another topic than
+    /// the one read (and says which in the platform log); always false for a topic trigger.
+    fn table_changed(&self) -> bool {
+        let Source::Table { table, engine } = &self.source else {
+            return false;
+        };
+        let message = match table_topic(engine, table) {
+            Ok(topic) if topic == self.topic => return false,
+            Ok(topic) => {
+                format!("table {table} is now backed by topic {topic}, not {}; the trigger follows it", self.topic)
+            }
+            Err(_) => format!("table {table} was dropped; the trigger waits for it to exist again"),
+        };
+        self.state.host.platform_log(Level::Warn, message);
+        true
     }
 
     /// Takes up partitions the topic has and the consumer does not yet: from the committed

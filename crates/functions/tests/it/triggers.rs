@@ -1,5 +1,6 @@
 //! Table-change, cron and HTTP triggers through the service: a table trigger sees the
-//! inserts, updates and deletes of a table populated through SQL; a cron trigger fires,
+//! inserts, updates and deletes of a table populated through SQL, and follows the table
+//! through DROP TABLE and CREATE TABLE; a cron trigger fires,
 //! keeps its last fire time across a reopen and catches up one missed fire (never a flood);
 //! `handle_http` serves a request; bad triggers are refused at deploy.
 
@@ -93,6 +94,56 @@ fn table_trigger_sees_inserts_updates_and_deletes() {
     });
     assert_eq!(stack.describe("watch").status, FunctionStatus::Running);
     assert!(stack.describe("watch").metrics.lag_by_partition.is_empty());
+}
+
+/// Platform log lines of function `name` containing `text`.
+fn platform_lines(stack: &Stack, name: &str, text: &str) -> usize {
+    let logs = stack.service().logs(name, 0).unwrap();
+    logs.iter().filter(|l| l.source == LogSource::Platform && l.message.contains(text)).count()
+}
+
+/// The keys echoed so far, in order.
+fn echoed_keys(stack: &Stack) -> Vec<String> {
+    let echoed = stack.read_topic("echoed");
+    echoed.iter().map(|r| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()).collect()
+}
+
+/// Regression: a table trigger read the topic its table had when the trigger started, so it
+/// went on reading after a DROP TABLE and never followed the table created again on another
+/// topic. Created again on the topic it had, the trigger goes on from its committed
+/// positions.
+#[test]
+fn table_trigger_follows_a_table_dropped_and_created_again() {
+    const DROPPED: &str = "table t was dropped; the trigger waits for it to exist again";
+    let stack = Stack::new();
+    stack.create_topic("echoed", 1);
+    let create = |topic: &str, id: &str| {
+        stack.sql(&format!(
+            "CREATE TABLE t (id STRING PRIMARY KEY, name STRING) \
+             WITH (kafka_topic='{topic}', value_format='JSON', partitions=1); \
+             INSERT INTO t (id, name) VALUES ('{id}', 'on {topic}');"
+        ))
+    };
+    create("t1", "a");
+    stack.service().deploy("watch", &fixture("echo.wat"), with_trigger(Trigger::table("t"))).unwrap();
+    stack.wait_until("the row on t1 seen", || stack.count("echoed") == 1);
+
+    stack.sql("DROP TABLE t;");
+    stack.wait_until("the drop logged", || platform_lines(&stack, "watch", DROPPED) == 1);
+    create("t2", "b");
+    stack.wait_until("the row on t2 seen", || stack.count("echoed") == 2);
+    assert_eq!(echoed_keys(&stack), ["a", "b"]);
+    assert_eq!(stack.read_topic("echoed")[1].value, stack.read_topic("t2")[0].value);
+
+    // Created again on the topic it had: read on from the committed position, so row b is
+    // not seen again (it would come before c on the one partition and lane).
+    stack.sql("DROP TABLE t;");
+    stack.wait_until("the second drop logged", || platform_lines(&stack, "watch", DROPPED) == 2);
+    create("t2", "c");
+    stack.wait_until("the row c seen", || echoed_keys(&stack).iter().any(|k| k == "c"));
+    assert_eq!(echoed_keys(&stack), ["a", "b", "c"]);
+    stack.wait_caught_up("watch");
+    assert_eq!(stack.describe("watch").status, FunctionStatus::Running);
 }
 
 #[test]
