@@ -171,17 +171,20 @@ enum Acks {
     InFlight(usize),
 }
 
-/// Appends `batches` copies of `batch` split over `writers` threads, acknowledging them as
+/// One append case: `batches` copies of `batch` split over `writers` threads, acknowledged as
 /// `acks` says.
-fn run_append(
-    base: &Path,
-    label: &str,
-    batch: &Bytes,
+struct Case<'a> {
+    label: String,
+    batch: &'a Bytes,
     records_per_batch: usize,
     batches: u64,
     writers: u64,
     acks: Acks,
-) -> Row {
+}
+
+/// Runs `case` on a fresh partition.
+fn run_append(base: &Path, case: &Case) -> Row {
+    let Case { ref label, batch, records_per_batch, batches, writers, acks } = *case;
     let bench = open_bench(base, batch.len());
     let per_writer = batches.div_ceil(writers);
     let before = runnel_log::stats::fsync_latency();
@@ -300,9 +303,9 @@ fn disk_bandwidth(base: &Path, total: u64, write_bytes: usize, writes_per_sync: 
 
 /// The bare disk written in `row`'s pattern: writes of one batch, with as many bytes per
 /// fdatasync as the log put in each of its fsyncs. What the log reaches against this is what
-/// it adds or loses itself; the rest is what this filesystem charges for the pattern (an
-/// fdatasync that extends a file commits metadata too, and costs more when the previous one
-/// ended inside a page, as Kafka batches of 16,589 bytes do).
+/// it adds or loses itself; the rest is what this filesystem charges for the pattern (many
+/// small writes between two fdatasyncs cost more than one large one, and more again when they
+/// end inside a page, as Kafka batches of 16,589 bytes do).
 fn same_pattern_bandwidth(base: &Path, total: u64, batch_bytes: usize, row: &Row) -> Option<f64> {
     let fsyncs = row.fsyncs.filter(|&n| n > 0)?;
     let writes_per_sync = (row.bytes / fsyncs / batch_bytes as u64).max(1);
@@ -310,19 +313,9 @@ fn same_pattern_bandwidth(base: &Path, total: u64, batch_bytes: usize, row: &Row
 }
 
 /// An fsync case, followed by its two bare-disk references.
-#[allow(clippy::too_many_arguments)]
-fn run_fsync_case(
-    base: &Path,
-    label: &str,
-    batch: &Bytes,
-    records_per_batch: usize,
-    batches: u64,
-    writers: u64,
-    acks: Acks,
-    total: u64,
-) -> Row {
-    let mut row = run_append(base, label, batch, records_per_batch, batches, writers, acks);
-    row.pattern_mbps = same_pattern_bandwidth(base, total, batch.len(), &row);
+fn run_fsync_case(base: &Path, case: &Case, total: u64) -> Row {
+    let mut row = run_append(base, case);
+    row.pattern_mbps = same_pattern_bandwidth(base, total, case.batch.len(), &row);
     row.disk_now_mbps = Some(disk_bandwidth(base, total, 1 << 20, 1));
     row
 }
@@ -386,20 +379,26 @@ fn main() {
             "{size_label} batches: {} B each ({records_per_batch} x {RECORD_BYTES} B records), {batches} per case",
             batch.len()
         );
-        let label = format!("{size_label} no fsync, 1 writer");
-        rows.push(run_append(&base, &label, &batch, records_per_batch, batches, 1, Acks::None));
+        let case = |label: String, writers: u64, acks: Acks| Case {
+            label,
+            batch: &batch,
+            records_per_batch,
+            batches,
+            writers,
+            acks,
+        };
+        let plural = |writers: u64| if writers == 1 { "" } else { "s" };
+        rows.push(run_append(&base, &case(format!("{size_label} no fsync, 1 writer"), 1, Acks::None)));
         for writers in [1u64, 4, 16] {
-            let label = format!("{size_label} fsync/batch, {writers} writer{}", if writers == 1 { "" } else { "s" });
-            let acks = Acks::EachBatch;
-            rows.push(run_fsync_case(&base, &label, &batch, records_per_batch, batches, writers, acks, total));
+            let label = format!("{size_label} fsync/batch, {writers} writer{}", plural(writers));
+            rows.push(run_fsync_case(&base, &case(label, writers, Acks::EachBatch), total));
         }
         for writers in [1u64, 4, 16] {
             let label = format!(
                 "{size_label} fsync/batch, {writers} writer{} x {PRODUCER_IN_FLIGHT} in flight",
-                if writers == 1 { "" } else { "s" }
+                plural(writers)
             );
-            let acks = Acks::InFlight(PRODUCER_IN_FLIGHT);
-            rows.push(run_fsync_case(&base, &label, &batch, records_per_batch, batches, writers, acks, total));
+            rows.push(run_fsync_case(&base, &case(label, writers, Acks::InFlight(PRODUCER_IN_FLIGHT)), total));
         }
         // Read back a freshly written partition: once from the page cache, once cold.
         let bench = open_bench(&base, batch.len());
