@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     /// Partitions of an auto-created topic, and of CreateTopics asking for -1 (Kafka's
     /// `num.partitions`).
     pub default_partitions: u32,
+    /// The consumer group coordinator's settings (session timeouts, limits, offsets retention).
+    pub groups: group::GroupConfig,
 }
 
 impl BrokerConfig {
@@ -49,6 +51,7 @@ impl BrokerConfig {
             node_id: 0,
             auto_create_topics: true,
             default_partitions: 1,
+            groups: group::GroupConfig::default(),
         }
     }
 }

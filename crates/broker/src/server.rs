@@ -79,6 +79,7 @@ impl Broker {
         };
         let state_log = log.clone();
         let node_id = config.node_id;
+        let group_config = config.groups.clone();
         let (cluster_id, producer_ids, groups) = tokio::task::spawn_blocking(move || {
             let data_dir = state_log.config().data_dir.clone();
             let cluster_id = cluster_id(&data_dir)?;
@@ -90,7 +91,7 @@ impl Broker {
                 .max()
                 .unwrap_or(-1);
             let producer_ids = ProducerIds::open(&data_dir, seen_max)?;
-            let groups = GroupCoordinator::open(state_log, node_id)?;
+            let groups = GroupCoordinator::open_with(state_log, node_id, group_config)?;
             Ok::<_, BrokerError>((cluster_id, producer_ids, groups))
         })
         .await

@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use runnel_broker::group::GroupConfig;
 use runnel_broker::{Broker, BrokerConfig};
 use runnel_log::{Log, LogConfig};
 use tracing_subscriber::EnvFilter;
@@ -38,6 +39,15 @@ static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 /// How often the log's retention, compaction, rolling and flushing run.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+/// Milliseconds in a minute.
+const MINUTE_MS: u64 = 60_000;
+/// Default `--offsets-retention-minutes` (Kafka's `offsets.retention.minutes`, 7 days).
+const OFFSETS_RETENTION_MINUTES_DEFAULT: u64 = runnel_broker::group::OFFSETS_RETENTION_MS_DEFAULT / MINUTE_MS;
+/// Largest `--offsets-retention-minutes`: the retention must fit in i64 milliseconds.
+const OFFSETS_RETENTION_MINUTES_MAX: u64 = runnel_broker::group::OFFSETS_RETENTION_MS_MAX / MINUTE_MS;
+
+const _: () =
+    assert!(OFFSETS_RETENTION_MINUTES_DEFAULT * MINUTE_MS == runnel_broker::group::OFFSETS_RETENTION_MS_DEFAULT);
 
 #[derive(Parser, Debug)]
 #[command(name = "runnel", version, about = "An event streaming platform in one binary (Kafka-compatible)")]
@@ -101,6 +111,11 @@ struct ServeArgs {
     /// This broker's node id.
     #[arg(long, env = "RUNNEL_NODE_ID", default_value_t = 0)]
     node_id: i32,
+    /// How long the committed offsets of a consumer group without members are kept, in minutes
+    /// (Kafka's offsets.retention.minutes): counted from when the group became empty, or from its
+    /// last commit if it has been empty since the broker started.
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES", default_value_t = OFFSETS_RETENTION_MINUTES_DEFAULT)]
+    offsets_retention_minutes: u64,
     /// Log filter for stderr: error, warn, info, debug, trace, or directives like `runnel_broker=debug`.
     #[arg(long, env = "RUNNEL_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -117,6 +132,7 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
     node_id: Option<i32>,
+    offsets_retention_minutes: Option<u64>,
     log_level: Option<String>,
 }
 
@@ -148,10 +164,24 @@ fn merge_file(args: &mut ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> 
     if let Some(v) = file.node_id.filter(|_| from_file("node_id")) {
         args.node_id = v;
     }
+    if let Some(v) = file.offsets_retention_minutes.filter(|_| from_file("offsets_retention_minutes")) {
+        args.offsets_retention_minutes = v;
+    }
     if let Some(v) = file.log_level.filter(|_| from_file("log_level")) {
         args.log_level = v;
     }
     Ok(())
+}
+
+/// `--offsets-retention-minutes` in milliseconds.
+fn offsets_retention_ms(minutes: u64) -> anyhow::Result<u64> {
+    if !(1..=OFFSETS_RETENTION_MINUTES_MAX).contains(&minutes) {
+        bail!(
+            "invalid offsets retention of {minutes} minutes: it must be 1 to {OFFSETS_RETENTION_MINUTES_MAX} \
+             (--offsets-retention-minutes, default {OFFSETS_RETENTION_MINUTES_DEFAULT}: 7 days)"
+        );
+    }
+    Ok(minutes * MINUTE_MS)
 }
 
 fn parse_listener(s: &str) -> anyhow::Result<SocketAddr> {
@@ -217,6 +247,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = parse_listener(&args.kafka_listener)?;
     let advertised = args.advertised_kafka_listener.as_deref().map(parse_advertised).transpose()?;
     let http_listener = parse_listener(&args.http_listener)?;
+    let offsets_retention_ms = offsets_retention_ms(args.offsets_retention_minutes)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async move {
@@ -232,6 +263,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node_id: args.node_id,
             auto_create_topics: args.auto_create_topics,
             default_partitions: args.default_partitions,
+            groups: GroupConfig { offsets_retention_ms, ..GroupConfig::default() },
         };
         let broker = Broker::bind(config, log.clone()).await?;
         // The SQL engine replays its stored statements and resumes its persistent queries.
@@ -335,5 +367,24 @@ impl Maintenance {
         if self.thread.join().is_err() {
             tracing::error!("log maintenance thread panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_retention_minutes_are_checked() {
+        assert_eq!(offsets_retention_ms(OFFSETS_RETENTION_MINUTES_DEFAULT).unwrap(), 604_800_000);
+        assert_eq!(offsets_retention_ms(1).unwrap(), 60_000);
+        assert!(offsets_retention_ms(OFFSETS_RETENTION_MINUTES_MAX).is_ok());
+        for bad in [0, OFFSETS_RETENTION_MINUTES_MAX + 1, u64::MAX] {
+            let e = offsets_retention_ms(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid offsets retention") && e.contains("--offsets-retention-minutes"), "{e}");
+        }
+        let cli = Cli::try_parse_from(["runnel", "serve", "--offsets-retention-minutes", "1440"]).unwrap();
+        let Command::Serve(args) = cli.command else { panic!() };
+        assert_eq!(args.offsets_retention_minutes, 1440);
     }
 }

@@ -608,7 +608,7 @@ fn describe_groups(c: &GroupCoordinator, version: i16, r: DescribeGroupsRequest)
 }
 
 /// Tombstones for every committed offset of `keys`.
-fn tombstones(group_id: &str, keys: &[(String, i32)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+pub(crate) fn tombstones(group_id: &str, keys: &[(String, i32)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     keys.iter().map(|(topic, partition)| (offset_key(group_id, topic, *partition), None)).collect()
 }
 

@@ -15,6 +15,13 @@
 //! run on tokio's blocking pool; writes of different groups share fsyncs (group commit).
 //! Session and rebalance timeouts are deadlines checked by a background task every
 //! [`TICK_MS`].
+//!
+//! Committed offsets expire as with Kafka's `offsets.retention.minutes` (KIP-211): the same
+//! task looks for expired offsets at most every `offsets_retention_check_interval_ms` and
+//! writes their tombstones through the normal write path (see [`Group::expired_offsets`] for
+//! the rule).
+//!
+//! [`Group::expired_offsets`]: state::Group::expired_offsets
 
 mod api;
 mod offsets;
@@ -79,6 +86,17 @@ pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: u64 = 1_800_000;
 pub const INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3_000;
 /// Default time an empty group without committed offsets is kept, in milliseconds.
 pub const EMPTY_GROUP_RETENTION_MS_DEFAULT: u64 = 600_000;
+/// Default time the committed offsets of a group without members are kept, in milliseconds
+/// (Kafka's `offsets.retention.minutes`, 10080 minutes: 7 days).
+pub const OFFSETS_RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Default interval between looks for expired offsets, in milliseconds (Kafka's
+/// `offsets.retention.check.interval.ms`).
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 600_000;
+/// Largest offsets retention, in milliseconds: commit timestamps are i64 milliseconds.
+pub const OFFSETS_RETENTION_MS_MAX: u64 = i64::MAX as u64;
+
+const _: () = assert!(OFFSETS_RETENTION_MS_DEFAULT <= OFFSETS_RETENTION_MS_MAX);
+const _: () = assert!(OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT >= TICK_MS);
 
 /// Settings of the coordinator; [`GroupConfig::default`] has Kafka's defaults.
 #[derive(Debug, Clone)]
@@ -92,6 +110,13 @@ pub struct GroupConfig {
     pub offsets_max: usize,
     pub offsets_per_group_max: usize,
     pub empty_group_retention_ms: u64,
+    /// How long the committed offsets of a group without members are kept (Kafka's
+    /// `offsets.retention.minutes`, in milliseconds); 0 expires them at the next check.
+    pub offsets_retention_ms: u64,
+    /// Interval between looks for expired offsets (Kafka's
+    /// `offsets.retention.check.interval.ms`); checks run on the [`TICK_MS`] timer, so at most
+    /// that often.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -105,6 +130,8 @@ impl Default for GroupConfig {
             offsets_max: OFFSETS_MAX,
             offsets_per_group_max: OFFSETS_PER_GROUP_MAX,
             empty_group_retention_ms: EMPTY_GROUP_RETENTION_MS_DEFAULT,
+            offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
+            offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
         }
     }
 }
@@ -223,8 +250,21 @@ pub struct GroupCoordinator {
     /// someone holds or waits for it.
     write_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    /// When the last look for expired offsets started (the opening counts as one).
+    offsets_checked_at: Mutex<Instant>,
+    /// An expiry pass (a task writing tombstones) is running; at most one runs at a time.
+    expiring: Arc<AtomicBool>,
     closed: AtomicBool,
     me: Weak<GroupCoordinator>,
+}
+
+/// Clears the `expiring` flag when the expiry task ends, even if it is cancelled.
+struct ExpiringGuard(Arc<AtomicBool>);
+
+impl Drop for ExpiringGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Holds a group's write lock; dropping it frees the map entry when nobody else wants it.
@@ -266,16 +306,28 @@ impl GroupCoordinator {
             offsets = groups.offsets_total,
             "group coordinator loaded {OFFSETS_TOPIC}"
         );
-        Ok(Arc::new_cyclic(|me| GroupCoordinator {
+        let coordinator = Arc::new_cyclic(|me| GroupCoordinator {
             log,
             node_id,
             config,
             state: Mutex::new(groups),
             write_locks: Mutex::new(HashMap::new()),
             ticker: Mutex::new(None),
+            offsets_checked_at: Mutex::new(Instant::now()),
+            expiring: Arc::new(AtomicBool::new(false)),
             closed: AtomicBool::new(false),
             me: me.clone(),
-        }))
+        });
+        // Offsets expire even if no client ever connects (started again at the first request
+        // if opened outside a runtime).
+        coordinator.ensure_ticker();
+        Ok(coordinator)
+    }
+
+    /// How long the committed offsets of a group without members are kept, in milliseconds
+    /// (Kafka's `offsets.retention.minutes`).
+    pub fn offsets_retention_ms(&self) -> u64 {
+        self.config.offsets_retention_ms
     }
 
     /// Handles FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
@@ -316,10 +368,14 @@ impl GroupCoordinator {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Starts (or restarts, if its runtime went away) the deadline timer.
+    /// Starts (or restarts, if its runtime went away) the deadline timer; does nothing outside
+    /// a tokio runtime.
     fn ensure_ticker(&self) {
         let mut ticker = lock(&self.ticker);
-        if self.is_closed() || ticker.as_ref().is_some_and(|t| !t.is_finished()) {
+        if self.is_closed()
+            || ticker.as_ref().is_some_and(|t| !t.is_finished())
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return;
         }
         let me = self.me.clone();
@@ -339,6 +395,60 @@ impl GroupCoordinator {
 
     fn tick(&self, now: Instant) {
         lock(&self.state).tick(&self.config, now);
+        self.check_offsets_retention(now);
+    }
+
+    /// Looks for expired committed offsets if `offsets_retention_check_interval_ms` passed
+    /// since the last look, and spawns the task writing their tombstones. A look is skipped
+    /// while the previous pass still runs.
+    fn check_offsets_retention(&self, now: Instant) {
+        {
+            let mut checked_at = lock(&self.offsets_checked_at);
+            let interval = std::time::Duration::from_millis(self.config.offsets_retention_check_interval_ms);
+            if now.saturating_duration_since(*checked_at) < interval || self.expiring.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            *checked_at = now;
+        }
+        let guard = ExpiringGuard(self.expiring.clone());
+        let retention_ms = self.offsets_retention_ms();
+        let expired = lock(&self.state).expired_offsets(retention_ms, now, now_ms());
+        if expired.is_empty() {
+            return;
+        }
+        let Some(coordinator) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let _guard = guard;
+            coordinator.expire_offsets(expired.into_iter().map(|(group, _)| group).collect()).await;
+        });
+    }
+
+    /// Deletes the expired committed offsets of `group_ids`: for each group, under its write
+    /// lock (so no commit of it is in flight), finds them again and writes their tombstones,
+    /// then removes them from memory once durable.
+    async fn expire_offsets(&self, group_ids: Vec<String>) {
+        for group_id in group_ids {
+            if self.is_closed() {
+                return;
+            }
+            let Some(write) = self.write_lock(&group_id).await else { return };
+            let keys = {
+                let groups = lock(&self.state);
+                let retention_ms = self.offsets_retention_ms();
+                groups.map.get(&group_id).map(|g| g.expired_offsets(retention_ms, Instant::now(), now_ms()))
+            };
+            let Some(keys) = keys.filter(|k| !k.is_empty()) else { continue };
+            let records = api::tombstones(&group_id, &keys);
+            let (group, count) = (group_id.clone(), keys.len());
+            let finish = move |groups: &mut Groups, result: Result<(), &WriteError>| {
+                if result.is_ok() {
+                    groups.apply_offsets(&group, keys.into_iter().map(|k| (k, None)), Instant::now());
+                    tracing::info!(group, offsets = count, "committed offsets expired (offsets.retention.minutes)");
+                }
+            };
+            // A failed write is logged by `write`; the next check tries again.
+            let _ = self.write(write, records, finish).await;
+        }
     }
 
     /// Waits for the group's write lock. `None` only if the coordinator is being dropped.

@@ -255,6 +255,9 @@ pub(crate) struct Group {
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
     /// When the group last became empty (for dropping empty groups without offsets).
     empty_since: Instant,
+    /// When the group lost its last member, if that happened since the coordinator opened
+    /// (membership is not persisted), for the expiry of its offsets.
+    emptied_at: Option<Instant>,
 }
 
 impl Group {
@@ -273,6 +276,7 @@ impl Group {
             initial_delay: None,
             offsets: BTreeMap::new(),
             empty_since: now,
+            emptied_at: None,
         }
     }
 
@@ -632,6 +636,7 @@ impl Group {
             self.leader = None;
             self.state = GroupState::Empty;
             self.empty_since = now;
+            self.emptied_at = Some(now);
             return;
         }
         self.protocol_name = self.select_protocol();
@@ -725,6 +730,45 @@ impl Group {
             && now.saturating_duration_since(self.empty_since) >= Duration::from_millis(cfg.empty_group_retention_ms)
     }
 
+    /// The committed offsets past `retention_ms` (Kafka's `offsets.retention.minutes`,
+    /// KIP-211), at `now` (`now_ms` on the wall clock):
+    /// - a group without members (Empty, nobody holding a member id from MEMBER_ID_REQUIRED),
+    ///   including one that only ever had standalone commits: all of its offsets, once
+    ///   [`empty_group_offsets_expired`];
+    /// - a Stable `consumer` group: the offsets of topics no member subscribes to, each
+    ///   `retention_ms` after its own commit, as Kafka does;
+    /// - otherwise (rebalancing, being deleted): none.
+    pub fn expired_offsets(&self, retention_ms: u64, now: Instant, now_ms: i64) -> Vec<(String, i32)> {
+        match self.state {
+            GroupState::Empty if self.members.is_empty() && self.pending.is_empty() => {
+                let Some(latest_commit_ms) = self.offsets.values().map(|e| e.commit_timestamp).max() else {
+                    return Vec::new();
+                };
+                let emptied_at_ms = self.emptied_at.map(|at| {
+                    let empty_for_ms = i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
+                    now_ms.saturating_sub(empty_for_ms)
+                });
+                if empty_group_offsets_expired(latest_commit_ms, emptied_at_ms, now_ms, retention_ms) {
+                    self.offsets.keys().cloned().collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            GroupState::Stable => {
+                let Some(subscribed) = self.subscribed_topics() else { return Vec::new() };
+                self.offsets
+                    .iter()
+                    .filter(|((topic, _), e)| {
+                        subscribed.binary_search(topic).is_err()
+                            && retention_passed(e.commit_timestamp, now_ms, retention_ms)
+                    })
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Topics the members consume, from their `consumer` protocol subscriptions; `None` when
     /// unknown (then every topic counts as subscribed).
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
@@ -753,6 +797,27 @@ impl Group {
             m.send_sync(SyncResult::error(error));
         }
     }
+}
+
+/// Whether the offsets of a group without members have expired: `retention_ms` passed since
+/// the later of its latest commit and the moment it lost its last member (`emptied_at_ms`,
+/// `None` when not seen since the coordinator opened). Kafka counts from the moment the group
+/// became empty, which it persists; runnel does not persist membership, so the latest commit
+/// (whose timestamp is in `__consumer_offsets`) is the lower bound it has after a restart. A
+/// commit timestamp in the future (the clock went back) keeps the offsets.
+pub(crate) fn empty_group_offsets_expired(
+    latest_commit_ms: i64,
+    emptied_at_ms: Option<i64>,
+    now_ms: i64,
+    retention_ms: u64,
+) -> bool {
+    let since_ms = emptied_at_ms.map_or(latest_commit_ms, |at| at.max(latest_commit_ms));
+    retention_passed(since_ms, now_ms, retention_ms)
+}
+
+/// Whether `retention_ms` passed between `since_ms` and `now_ms` (wall clock, any values).
+fn retention_passed(since_ms: i64, now_ms: i64, retention_ms: u64) -> bool {
+    i128::from(now_ms) - i128::from(since_ms) >= i128::from(retention_ms)
 }
 
 /// Topics of a `ConsumerProtocolSubscription` (any version: the topic array comes first and
@@ -1127,6 +1192,16 @@ impl Groups {
         self.map.retain(|_, g| !g.is_idle(cfg, now));
     }
 
+    /// Every group with committed offsets past `retention_ms`, with those offsets (see
+    /// [`Group::expired_offsets`]).
+    pub fn expired_offsets(&self, retention_ms: u64, now: Instant, now_ms: i64) -> Vec<(String, Vec<(String, i32)>)> {
+        self.map
+            .values()
+            .map(|g| (g.id.clone(), g.expired_offsets(retention_ms, now, now_ms)))
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect()
+    }
+
     pub fn fail_waiters(&mut self, error: i16) {
         for group in self.map.values_mut() {
             group.fail_waiters(error);
@@ -1170,6 +1245,94 @@ mod tests {
         let long = "é".repeat(200);
         let id = new_member_id(&long);
         assert!(id.len() <= MEMBER_ID_CLIENT_PREFIX_BYTES_MAX + 37);
+    }
+
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    #[test]
+    fn offsets_of_an_empty_group_expire_from_the_later_of_last_commit_and_emptied() {
+        let now_ms = 1_700_000_000_000i64;
+        let ago = |ms: u64| now_ms - ms as i64;
+        // Unknown since when it is empty (after a restart): the latest commit counts.
+        assert!(empty_group_offsets_expired(ago(DAY_MS), None, now_ms, DAY_MS));
+        assert!(!empty_group_offsets_expired(ago(DAY_MS - 1), None, now_ms, DAY_MS));
+        // Emptied after the last commit: counted from then.
+        assert!(!empty_group_offsets_expired(ago(3 * DAY_MS), Some(ago(DAY_MS - 1)), now_ms, DAY_MS));
+        assert!(empty_group_offsets_expired(ago(3 * DAY_MS), Some(ago(DAY_MS)), now_ms, DAY_MS));
+        // A standalone commit after the group emptied restarts the clock.
+        assert!(!empty_group_offsets_expired(ago(1), Some(ago(3 * DAY_MS)), now_ms, DAY_MS));
+        // The clock went back: a commit in the future keeps its offsets; extremes do not overflow.
+        assert!(!empty_group_offsets_expired(now_ms + 1_000, None, now_ms, 0));
+        assert!(empty_group_offsets_expired(i64::MIN, None, i64::MAX, u64::MAX));
+        assert!(!empty_group_offsets_expired(i64::MAX, Some(i64::MIN), i64::MIN, 0));
+        assert!(empty_group_offsets_expired(now_ms, None, now_ms, 0));
+    }
+
+    fn entry(commit_timestamp: i64) -> OffsetEntry {
+        OffsetEntry { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp }
+    }
+
+    #[test]
+    fn every_offset_of_an_empty_group_expires_together() {
+        let (now, now_ms) = (Instant::now(), 1_700_000_000_000i64);
+        let mut g = Group::new("g".into(), now);
+        assert!(g.expired_offsets(0, now, now_ms).is_empty(), "nothing committed");
+        g.offsets.insert(("t".into(), 0), entry(now_ms - 5_000));
+        g.offsets.insert(("t".into(), 1), entry(now_ms - 500));
+        assert!(g.expired_offsets(1_000, now, now_ms).is_empty(), "the latest commit is recent");
+        assert_eq!(g.expired_offsets(500, now, now_ms), vec![("t".to_string(), 0), ("t".to_string(), 1)]);
+        // Became empty after the commits (while running): counted from then.
+        g.emptied_at = Some(now);
+        assert!(g.expired_offsets(500, now + Duration::from_millis(499), now_ms + 499).is_empty());
+        assert_eq!(g.expired_offsets(500, now + Duration::from_millis(500), now_ms + 500).len(), 2);
+        // Somebody holding a member id is about to join: kept.
+        g.pending.insert("m".into(), now + Duration::from_secs(60));
+        assert!(g.expired_offsets(0, now + Duration::from_secs(1), now_ms + 1_000).is_empty());
+        g.pending.clear();
+        // Rebalancing or being deleted: kept.
+        for state in [GroupState::PreparingRebalance, GroupState::CompletingRebalance, GroupState::Dead] {
+            g.state = state;
+            assert!(g.expired_offsets(0, now, now_ms).is_empty(), "{state}");
+        }
+    }
+
+    #[test]
+    fn a_stable_group_loses_only_old_offsets_of_topics_nobody_subscribes_to() {
+        let (now, now_ms) = (Instant::now(), 1_700_000_000_000i64);
+        let mut subscription = Vec::new();
+        subscription.extend_from_slice(&0i16.to_be_bytes());
+        subscription.extend_from_slice(&1i32.to_be_bytes());
+        subscription.extend_from_slice(&1i16.to_be_bytes());
+        subscription.extend_from_slice(b"a");
+        let mut g = Group::new("g".into(), now);
+        g.state = GroupState::Stable;
+        g.protocol_type = Some("consumer".into());
+        g.protocol_name = Some("range".into());
+        let (tx, _rx) = oneshot::channel();
+        g.members.insert(
+            "m".into(),
+            Member {
+                id: "m".into(),
+                instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout: Duration::from_secs(10),
+                rebalance_timeout: Duration::from_secs(10),
+                protocols: vec![("range".into(), Bytes::from(subscription))],
+                assignment: Bytes::new(),
+                join_waiter: None,
+                sync_waiter: Some(tx),
+                heartbeat_deadline: now + Duration::from_secs(10),
+                is_new: false,
+            },
+        );
+        g.offsets.insert(("a".into(), 0), entry(now_ms - 10_000));
+        g.offsets.insert(("b".into(), 0), entry(now_ms - 10_000));
+        g.offsets.insert(("c".into(), 0), entry(now_ms - 10));
+        assert_eq!(g.expired_offsets(1_000, now, now_ms), vec![("b".to_string(), 0)]);
+        // Not a `consumer` group: subscriptions unknown, every offset kept.
+        g.protocol_type = Some("connect".into());
+        assert!(g.expired_offsets(0, now, now_ms).is_empty());
     }
 
     #[test]

@@ -53,6 +53,11 @@ fn config() -> GroupConfig {
     GroupConfig { session_timeout_ms_min: 1, initial_rebalance_delay_ms: 0, ..GroupConfig::default() }
 }
 
+/// [`config`] with committed offsets kept only briefly (Kafka's `offsets.retention.minutes`).
+fn short_offsets_retention() -> GroupConfig {
+    GroupConfig { offsets_retention_ms: 200, offsets_retention_check_interval_ms: 50, ..config() }
+}
+
 struct Env {
     dir: tempfile::TempDir,
     log: Arc<Log>,
@@ -75,13 +80,18 @@ impl Env {
 
     /// Stops the coordinator and the log, and opens both again on the same directory.
     fn reopen(self) -> Env {
+        self.reopen_with(config())
+    }
+
+    /// [`Env::reopen`] with the coordinator opened with `cfg`.
+    fn reopen_with(self, cfg: GroupConfig) -> Env {
         let Env { dir, log, c } = self;
         c.shutdown();
         drop(c);
         log.shutdown().unwrap();
         drop(log);
         let log = Log::open(LogConfig::new(dir.path())).unwrap();
-        let c = GroupCoordinator::open_with(log.clone(), 7, config()).unwrap();
+        let c = GroupCoordinator::open_with(log.clone(), 7, cfg).unwrap();
         Env { dir, log, c }
     }
 }
@@ -946,4 +956,65 @@ async fn the_first_rebalance_waits_for_more_members() {
     let ra = first.await.unwrap();
     assert_eq!((ra.error_code, rb.error_code), (NONE, NONE));
     assert_eq!((ra.generation_id, rb.generation_id), (1, 1), "one rebalance for both");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_a_group_without_members_expire_and_stay_expired_after_a_restart() {
+    // Committed with the default retention (7 days): kept.
+    let env = Env::new();
+    let r = commit(&env.c, 8, "standalone", -1, "", &[(TOPIC, 0, 42, None), ("payments", 1, 3, None)]).await;
+    assert!(r.iter().all(|(_, _, e)| *e == NONE), "{r:?}");
+    assert_eq!(fetch_all(&env.c, "standalone").await.len(), 2);
+    // Restarted with a short retention: the group has no members and, membership not being
+    // persisted, its latest commit is when it was last known active; its offsets expire.
+    let env = env.reopen_with(short_offsets_retention());
+    assert_eq!(env.c.offsets_retention_ms(), 200);
+    wait_until("the offsets of the standalone group expired", async || {
+        fetch_all(&env.c, "standalone").await.is_empty()
+    })
+    .await;
+    let request = OffsetFetchRequest::default().with_group_id(GroupId(s("standalone"))).with_topics(Some(vec![
+        OffsetFetchRequestTopic::default().with_name(TopicName(s(TOPIC))).with_partition_indexes(vec![0]),
+    ]));
+    let ResponseKind::OffsetFetch(r) = call(&env.c, ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(request)).await
+    else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].partitions[0].committed_offset, -1);
+    // A standalone commit made while running expires the same way.
+    assert_eq!(commit(&env.c, 8, "assigned", -1, "", &[(TOPIC, 2, 5, None)]).await[0].2, NONE);
+    wait_until("the offsets of a new standalone commit expired", async || {
+        fetch_all(&env.c, "assigned").await.is_empty()
+    })
+    .await;
+    // Tombstones were written: with the default retention again, nothing comes back.
+    let env = env.reopen();
+    assert!(fetch_all(&env.c, "standalone").await.is_empty(), "expired offsets stay gone after a restart");
+    assert!(env.c.committed_offsets("standalone").is_empty());
+    assert!(env.c.committed_offsets("assigned").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_members_keeps_the_offsets_of_its_topics_until_it_is_empty() {
+    let env = Env::with_config(short_offsets_retention());
+    // Three members subscribed to TOPIC (long sessions: none expires during the test).
+    let (ids, generation, _) = stable_group_of_three(&env.c, "g").await;
+    let r = commit(&env.c, 8, "g", generation, &ids[0], &[(TOPIC, 0, 10, None), ("payments", 0, 4, None)]).await;
+    assert!(r.iter().all(|(_, _, e)| *e == NONE), "{r:?}");
+    // As in Kafka, the offsets of a topic no member subscribes to expire while the group is
+    // stable; those of TOPIC, committed at the same moment, are kept.
+    wait_until("the offset of the unsubscribed topic expired", async || {
+        fetch_all(&env.c, "g").await.iter().all(|(topic, ..)| topic != "payments")
+    })
+    .await;
+    assert_eq!(fetch_all(&env.c, "g").await, vec![(TOPIC.to_string(), 0, 10, String::new())]);
+    assert_eq!(env.c.describe("g").unwrap().state, GroupState::Stable);
+    // Once every member has left, the group is empty and its offsets expire too.
+    for id in &ids {
+        assert_eq!(leave(&env.c, "g", id).await, NONE);
+    }
+    assert_eq!(env.c.describe("g").unwrap().state, GroupState::Empty);
+    wait_until("the offsets of the emptied group expired", async || fetch_all(&env.c, "g").await.is_empty()).await;
+    let env = env.reopen();
+    assert!(fetch_all(&env.c, "g").await.is_empty(), "expired offsets stay gone after a restart");
 }
