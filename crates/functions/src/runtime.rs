@@ -9,8 +9,8 @@
 //! Each invocation gets a fresh instance: no guest state survives from one batch to the next.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub enum CacheOutcome {
 /// The part of a runtime shared with its functions.
 struct Shared {
     engine: Engine,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 /// Deploys and runs functions. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -134,7 +134,7 @@ impl Runtime {
         function_world::Function::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = ArtifactCache::open(&config.cache_dir)?;
-        Ok(Self { shared: Arc::new(Shared { engine, _ticker: ticker }), linker, cache })
+        Ok(Self { shared: Arc::new(Shared { engine, ticker }), linker, cache })
     }
 
     /// Validates, compiles (or loads from the cache) and links a component given as
@@ -234,7 +234,7 @@ impl Function {
     /// produced (in call order) followed by the events it returned.
     pub fn invoke(&self, events: &[Event]) -> Result<Vec<OutputEvent>, InvokeError> {
         check_invoke_limit("input events", events.len(), INPUT_EVENTS_PER_INVOCATION_MAX)?;
-        let mut store = self.store();
+        let (_ticking, mut store) = self.store();
         let returned = match &self.exports {
             Exports::Function(pre) => match pre.instantiate(&mut store) {
                 Ok(instance) => instance.call_handle(&mut store, events),
@@ -262,7 +262,7 @@ impl Function {
         let Exports::Http(pre) = &self.exports else {
             return Err(InvokeError::NotHttp(self.name.clone()));
         };
-        let mut store = self.store();
+        let (_ticking, mut store) = self.store();
         let result = match pre.instantiate(&mut store) {
             Ok(instance) => instance.call_handle_http(&mut store, request),
             Err(e) => return Err(self.instantiate_error(&store, e)),
@@ -278,7 +278,7 @@ impl Function {
     /// Creates an instance from the pool and drops it without calling it: runs the
     /// component's start functions under the same limits. For smoke checks and benchmarks.
     pub fn probe(&self) -> Result<(), InvokeError> {
-        let mut store = self.store();
+        let (_ticking, mut store) = self.store();
         let result = match &self.exports {
             Exports::Function(pre) => pre.instantiate(&mut store).map(drop),
             Exports::Http(pre) => pre.instantiate(&mut store).map(drop),
@@ -286,7 +286,10 @@ impl Function {
         result.map_err(|e| self.instantiate_error(&store, e))
     }
 
-    fn store(&self) -> Store<State> {
+    /// A fresh store with the function's limits, and the guard that keeps its deadline
+    /// ticking while it lives.
+    fn store(&self) -> (Ticking, Store<State>) {
+        let ticking = self.shared.ticker.enter();
         let mut store = Store::new(
             &self.shared.engine,
             State {
@@ -302,7 +305,7 @@ impl Function {
         // lower bound, exact to EPOCH_TICK_MS.
         store.set_epoch_deadline(self.options.deadline_ms.div_ceil(EPOCH_TICK_MS) + 1);
         store.epoch_deadline_trap();
-        store
+        (ticking, store)
     }
 
     fn call_result<R>(&self, store: &Store<State>, result: wasmtime::Result<R>) -> Result<R, InvokeError> {
@@ -534,21 +537,51 @@ pub(crate) fn validate_name(name: &str) -> Result<(), DeployError> {
     Ok(())
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK_MS`] so deadlines fire; stops when the
-/// runtime and all its functions are gone.
+/// Advances the engine's epoch every [`EPOCH_TICK_MS`] so deadlines fire, while at least one
+/// store may run guest code (a [`Ticking`] guard is held); parked otherwise, so an idle
+/// runtime costs no wake-ups. Stops when the runtime and all its functions are gone.
 struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    state: Arc<TickerState>,
     thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct TickerState {
+    /// Stores that may run guest code now.
+    running: Mutex<usize>,
+    /// Signalled when `running` leaves zero, and at stop.
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+/// Keeps the epoch advancing while held: one per store, from before its deadline is set
+/// until it is dropped.
+struct Ticking(Arc<TickerState>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running -= 1;
+    }
 }
 
 impl EpochTicker {
     fn start(engine: &Engine) -> std::io::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(TickerState::default());
         let engine = engine.weak();
         let thread = std::thread::Builder::new().name("runnel-fn-epoch".to_string()).spawn({
-            let stop = stop.clone();
+            let state = state.clone();
             move || {
-                while !stop.load(Ordering::Relaxed) {
+                loop {
+                    {
+                        let mut running = state.running.lock().unwrap_or_else(|e| e.into_inner());
+                        while *running == 0 && !state.stop.load(Ordering::Relaxed) {
+                            running = state.wake.wait(running).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    if state.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
                     match engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -557,13 +590,26 @@ impl EpochTicker {
                 }
             }
         })?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self { state, thread: Some(thread) })
+    }
+
+    /// A guard keeping the epoch advancing while it is held.
+    fn enter(&self) -> Ticking {
+        let mut running = self.state.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running += 1;
+        if *running == 1 {
+            self.state.wake.notify_one();
+        }
+        Ticking(self.state.clone())
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.state.stop.store(true, Ordering::Relaxed);
+        // Taken so the store of `stop` cannot slip between the thread's check and its wait.
+        drop(self.state.running.lock().unwrap_or_else(|e| e.into_inner()));
+        self.state.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
