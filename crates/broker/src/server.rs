@@ -234,14 +234,6 @@ enum Pending {
     Syncing(JoinHandle<Result<Bytes, String>>),
 }
 
-/// What one request frame gets back.
-enum Answer {
-    /// This response now (`None`: acks=0 produce, nothing).
-    Now(Option<Bytes>),
-    /// An appended acks=all produce: its response once fsynced.
-    AfterSync(JoinHandle<Result<Bytes, String>>),
-}
-
 /// Why the next step of a connection's loop runs.
 enum Wake {
     /// The first bytes of a request's size (or 0: end of stream, or the idle timeout).
@@ -343,14 +335,13 @@ async fn connection_loop(cx: &Context, stream: &mut TcpStream, peer: SocketAddr,
             }
         }
         match answer(cx, Bytes::from(frame), &client_host).await {
-            Ok(Answer::Now(None)) => {}
-            Ok(Answer::Now(Some(response))) if pending.is_empty() => {
+            Ok(None) => {}
+            Ok(Some(Pending::Ready(response))) if pending.is_empty() => {
                 if let Err(close) = write_response(stream, &response).await {
                     return close;
                 }
             }
-            Ok(Answer::Now(Some(response))) => pending.push_back(Pending::Ready(response)),
-            Ok(Answer::AfterSync(wait)) => pending.push_back(Pending::Syncing(wait)),
+            Ok(Some(answer)) => pending.push_back(answer),
             Err(reason) => return Close::Error(reason),
         }
         answered_any = true;
@@ -403,7 +394,7 @@ async fn write_response(stream: &mut TcpStream, response: &[u8]) -> Result<(), C
 
 /// The response frame to one request frame (`None` for acks=0 produce; an acks=all produce's
 /// once its fsync is done), or why the connection must be closed.
-async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Answer, String> {
+async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Option<Pending>, String> {
     let prefix = header_prefix(&frame).map_err(|e| e.to_string())?;
     let (key, version) = (prefix.api_key, prefix.api_version);
     let range = cx.supported.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max));
@@ -411,14 +402,14 @@ async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Answer,
     if key == ApiKey::ApiVersions as i16 && !supported {
         tracing::debug!(version, "ApiVersions of an unsupported version: answering with the v0 fallback");
         return api_versions_fallback(prefix.correlation_id, &cx.supported)
-            .map(|r| Answer::Now(Some(r)))
+            .map(|r| Some(Pending::Ready(r)))
             .map_err(|e| e.to_string());
     }
     let api_key = match ApiKey::try_from(key) {
         Ok(api_key) if supported => api_key,
         _ => {
             tracing::debug!(api_key = key, version, "unsupported API or version");
-            return Ok(Answer::Now(Some(unsupported_response(prefix))));
+            return Ok(Some(Pending::Ready(unsupported_response(prefix))));
         }
     };
     let (header, request) = decode_request(api_key, version, frame).map_err(|e| e.to_string())?;
@@ -426,19 +417,21 @@ async fn answer(cx: &Context, frame: Bytes, client_host: &str) -> Result<Answer,
     let started = std::time::Instant::now();
     let reply = cx.handle(&header, request, client_host).await.map_err(|e| e.to_string())?;
     let correlation_id = prefix.correlation_id;
-    if let Reply::AfterSync(wait) = reply {
-        let metrics = cx.metrics.clone();
-        return Ok(Answer::AfterSync(tokio::spawn(async move {
-            let body = ResponseKind::Produce(wait.await.map_err(|e| e.to_string())?);
-            metrics.record_request(key, started.elapsed());
-            encode_response(api_key, version, correlation_id, &body).map_err(|e| e.to_string())
-        })));
-    }
-    cx.metrics.record_request(key, started.elapsed());
     let response = match reply {
-        Reply::Response(body) => encode_response(api_key, version, correlation_id, &body).map_err(|e| e.to_string())?,
-        Reply::Nothing | Reply::AfterSync(_) => return Ok(Answer::Now(None)),
-        Reply::Unsupported => unsupported_response(prefix),
+        Reply::AfterSync(wait) => {
+            let metrics = cx.metrics.clone();
+            return Ok(Some(Pending::Syncing(tokio::spawn(async move {
+                let body = ResponseKind::Produce(wait.await.map_err(|e| e.to_string())?);
+                metrics.record_request(key, started.elapsed());
+                encode_response(api_key, version, correlation_id, &body).map_err(|e| e.to_string())
+            }))));
+        }
+        Reply::Response(body) => {
+            Some(encode_response(api_key, version, correlation_id, &body).map_err(|e| e.to_string())?)
+        }
+        Reply::Nothing => None,
+        Reply::Unsupported => Some(unsupported_response(prefix)),
     };
-    Ok(Answer::Now(Some(response)))
+    cx.metrics.record_request(key, started.elapsed());
+    Ok(response.map(Pending::Ready))
 }

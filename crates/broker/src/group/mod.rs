@@ -412,14 +412,14 @@ impl GroupCoordinator {
         }
         let guard = ExpiringGuard(self.expiring.clone());
         let retention_ms = self.offsets_retention_ms();
-        let expired = lock(&self.state).expired_offsets(retention_ms, now, now_ms());
+        let expired = lock(&self.state).with_expired_offsets(retention_ms, now, now_ms());
         if expired.is_empty() {
             return;
         }
         let Some(coordinator) = self.me.upgrade() else { return };
         tokio::spawn(async move {
             let _guard = guard;
-            coordinator.expire_offsets(expired.into_iter().map(|(group, _)| group).collect()).await;
+            coordinator.expire_offsets(expired).await;
         });
     }
 

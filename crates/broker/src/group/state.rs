@@ -1192,13 +1192,13 @@ impl Groups {
         self.map.retain(|_, g| !g.is_idle(cfg, now));
     }
 
-    /// Every group with committed offsets past `retention_ms`, with those offsets (see
+    /// The ids of the groups with committed offsets past `retention_ms` (see
     /// [`Group::expired_offsets`]).
-    pub fn expired_offsets(&self, retention_ms: u64, now: Instant, now_ms: i64) -> Vec<(String, Vec<(String, i32)>)> {
+    pub fn with_expired_offsets(&self, retention_ms: u64, now: Instant, now_ms: i64) -> Vec<String> {
         self.map
             .values()
-            .map(|g| (g.id.clone(), g.expired_offsets(retention_ms, now, now_ms)))
-            .filter(|(_, keys)| !keys.is_empty())
+            .filter(|g| !g.expired_offsets(retention_ms, now, now_ms).is_empty())
+            .map(|g| g.id.clone())
             .collect()
     }
 

@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_log::{Log, TopicInfo};
 use tokio::sync::watch;
 
-pub(crate) use produce::Produced;
+use produce::Produced;
 
 use crate::BrokerConfig;
 use crate::group::{GroupCoordinator, Host};
