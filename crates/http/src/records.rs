@@ -183,7 +183,8 @@ async fn produce(State(api): Shared, Path(topic): Path<String>, request: Request
                 builder.push(record);
             }
             let batch = builder.build(Compression::None).map_err(|e| ApiError::Storage(e.to_string()))?;
-            let appended_info = partition.append(&batch, now)?;
+            // Answered only once synced: buffered until the sync writes it with the others.
+            let appended_info = partition.append_buffered(&batch, now)?;
             metrics.record_produced(&name, positions.len() as u64, batch.len() as u64);
             for (n, position) in positions.into_iter().enumerate() {
                 offsets[position] = ProducedOffset { partition: index, offset: appended_info.base_offset + n as i64 };

@@ -3,7 +3,8 @@
 //!
 //! Cases: 1 KiB uncompressed records in 16 KiB and 1 MiB batches, appended without fsync (one
 //! writer) and with an fsync per batch (each of 1, 4 or 16 writer threads on ONE partition
-//! appends, then `sync_to` its own last offset: group commit shares fsyncs between them), the
+//! appends with `append_buffered`, then `sync_to` its own last offset: group commit shares
+//! fsyncs between them, and the batches appended between two fsyncs go out in one write), the
 //! same with pipelined acknowledgements (each writer keeps up to 5 batches unacknowledged, as a
 //! Kafka producer does with its default `max.in.flight.requests.per.connection`, and the broker
 //! allows by appending a connection's next produce while the previous one waits), then
@@ -13,9 +14,9 @@
 //! "fsyncs too slow". Right after each fsync case the bare disk is measured twice: `disk now`,
 //! 1 MiB writes each fdatasynced (this shared machine's disk speed drifts within minutes, so a
 //! reference taken at the start can be far off by the last case; `x now` is the case against
-//! it), and `pattern`, written the way the case wrote (a new file, writes of one batch, the
-//! same bytes per fdatasync): `x pattern` is what the log costs itself, apart from what the
-//! filesystem charges for the pattern.
+//! it), and `pattern`, written the way the case wrote (a new file, the same bytes per
+//! fdatasync in one write, or in writes of the log's write buffer when more): `x pattern` is
+//! what the log costs itself, apart from what the filesystem charges for the pattern.
 //!
 //! Environment: `RUNNEL_BENCH_BYTES` (bytes per case, default 512 MiB; `K`/`M`/`G` suffixes
 //! allowed), `RUNNEL_BENCH_DIR` (default `<target>/bench-data`; must not be tmpfs),
@@ -201,7 +202,13 @@ fn run_append(base: &Path, case: &Case) -> Row {
                 // End offsets of this writer's appended, unacknowledged batches, oldest first.
                 let mut unacked = std::collections::VecDeque::with_capacity(window);
                 for _ in 0..per_writer {
-                    let info = p.append(batch, runnel_log::now_ms()).expect("append");
+                    // Acknowledged only once synced, as the broker does acks=all produces.
+                    let info = if window == 0 {
+                        p.append(batch, runnel_log::now_ms())
+                    } else {
+                        p.append_buffered(batch, runnel_log::now_ms())
+                    }
+                    .expect("append");
                     if window == 0 {
                         continue;
                     }
@@ -301,15 +308,16 @@ fn disk_bandwidth(base: &Path, total: u64, write_bytes: usize, writes_per_sync: 
     (n * block.len() as u64) as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
-/// The bare disk written in `row`'s pattern: writes of one batch, with as many bytes per
-/// fdatasync as the log put in each of its fsyncs. What the log reaches against this is what
-/// it adds or loses itself; the rest is what this filesystem charges for the pattern (many
-/// small writes between two fdatasyncs cost more than one large one, and more again when they
-/// end inside a page, as Kafka batches of 16,589 bytes do).
+/// The bare disk written in `row`'s pattern: as many bytes per fdatasync as the log put in
+/// each of its fsyncs, in one write (in writes of the log's write buffer when more, or of one
+/// batch when a batch is larger). What the log reaches against this is what it adds or loses
+/// itself; the rest is what this filesystem charges for the pattern (many small writes
+/// between two fdatasyncs cost more than one large one, which is why the log buffers them).
 fn same_pattern_bandwidth(base: &Path, total: u64, batch_bytes: usize, row: &Row) -> Option<f64> {
     let fsyncs = row.fsyncs.filter(|&n| n > 0)?;
-    let writes_per_sync = (row.bytes / fsyncs / batch_bytes as u64).max(1);
-    Some(disk_bandwidth(base, total, batch_bytes, writes_per_sync))
+    let per_sync = (row.bytes / fsyncs).max(batch_bytes as u64);
+    let write_bytes = per_sync.min(runnel_log::WRITE_BUFFER_BYTES_MAX.max(batch_bytes) as u64);
+    Some(disk_bandwidth(base, total, write_bytes as usize, (per_sync / write_bytes).max(1)))
 }
 
 /// An fsync case, followed by its two bare-disk references.

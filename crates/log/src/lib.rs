@@ -5,7 +5,9 @@
 //! function tiers call these blocking methods (from `spawn_blocking` in async code).
 //!
 //! Durability: `append` writes (the OS may still hold the data); `sync_to` returns once the data
-//! is fsynced, with group commit so concurrent appenders share one fsync. A failed fsync takes
+//! is fsynced, with group commit so concurrent appenders share one fsync. `append_buffered`
+//! is for callers that acknowledge only after `sync_to`: it keeps the batches in memory, and
+//! the sync writes everything buffered since the last one in one write before its fsync. A failed fsync takes
 //! the partition offline until a restart recovers it: nothing is acknowledged after a failed
 //! fsync. After an unclean stop, every batch past the last recovery point is validated and a
 //! torn tail is truncated; corruption below the recovery point takes the partition offline with
@@ -32,7 +34,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use config::{CleanupPolicy, ConfigError, LogConfig, TimestampType, TopicConfig};
 pub use error::{AppendError, LogError, ReadError};
-pub use partition::{AppendInfo, OpenStats, Partition, ReadResult};
+pub use partition::{AppendInfo, OpenStats, Partition, ReadResult, WRITE_BUFFER_BYTES_MAX};
 pub use sim::SimStorage;
 pub use storage::{FsStorage, Storage, StorageFile};
 

@@ -28,6 +28,10 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOG_START_FILE: &str = "log-start-offset";
 /// Bytes read ahead when scanning batch headers.
 const HEADER_READ_BYTES: usize = BATCH_HEADER_BYTES;
+/// Most bytes of batches appended with [`Partition::append_buffered`] that a partition holds
+/// in memory before writing them; an append that would go past this writes them, its own
+/// batches included.
+pub const WRITE_BUFFER_BYTES_MAX: usize = 4 << 20;
 
 /// In-memory description of one segment file.
 #[derive(Debug, Clone)]
@@ -163,8 +167,30 @@ pub struct ReadResult {
     pub log_start_offset: i64,
 }
 
+/// Batches appended with [`Partition::append_buffered`] and not written yet: their offsets are
+/// assigned and their producers recorded, and the next sync (or a write-through append, a
+/// roll, a truncation, maintenance or shutdown) writes them to the active segment in one
+/// write. Readers do not see them before.
+#[derive(Default)]
+struct Unwritten {
+    bytes: Vec<u8>,
+    /// Headers (offsets assigned) and append times of the batches in `bytes`, in order.
+    batches: Vec<(BatchHeader, i64)>,
+    /// The last attempt to write them failed (disk full or EIO): buffered appends are refused
+    /// until a write succeeds, so that the buffer does not grow while the disk fails.
+    failed: bool,
+}
+
+impl Unwritten {
+    /// The offset after the last unwritten batch.
+    fn next_offset(&self) -> Option<i64> {
+        self.batches.last().map(|(h, _)| h.next_offset())
+    }
+}
+
 struct State {
     segments: Vec<Segment>,
+    unwritten: Unwritten,
     log_start_offset: i64,
     producers: ProducerState,
     /// Files of rolled segments not yet fsynced.
@@ -183,8 +209,13 @@ impl State {
     fn active(&self) -> &Segment {
         self.segments.last().expect("a partition always has an active segment")
     }
+    /// The offset after the last written batch: what readers see (the high watermark).
     fn next_offset(&self) -> i64 {
         self.active().next_offset
+    }
+    /// The offset the next append gets: after the unwritten batches, if any.
+    fn end_offset(&self) -> i64 {
+        self.unwritten.next_offset().unwrap_or_else(|| self.next_offset())
     }
 }
 
@@ -496,6 +527,7 @@ impl Partition {
             read_bytes_max,
             state: Mutex::new(State {
                 segments,
+                unwritten: Unwritten::default(),
                 log_start_offset,
                 producers,
                 unsynced_files: Vec::new(),
@@ -531,8 +563,25 @@ impl Partition {
         self.lock().offline.clone()
     }
 
-    /// Appends one or more v2 batches exactly as received. See the crate docs for durability.
+    /// Appends one or more v2 batches exactly as received, and writes them (with any batches
+    /// buffered before them) before returning: readers see them, and they survive the
+    /// process (not the machine) stopping. See the crate docs for durability.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        self.append_with(batches, now_ms, false)
+    }
+
+    /// Appends like [`Partition::append`], but may keep the batches in memory until the next
+    /// `sync_to` writes everything buffered in one write (or a write-through append, a roll,
+    /// truncation, maintenance or shutdown does): readers see them only then, and a crash
+    /// before loses them. For callers that wait for `sync_to` before acknowledging, as
+    /// acks=all producers do: many small batches per fsync cost one write instead of one
+    /// each. While writing fails (disk full, EIO) these appends fail too, with that error,
+    /// and the batches already buffered wait for the next write.
+    pub fn append_buffered(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        self.append_with(batches, now_ms, true)
+    }
+
+    fn append_with(&self, batches: &[u8], now_ms: i64, buffered: bool) -> Result<AppendInfo, AppendError> {
         let config = self.config.read().expect("config lock").clone();
         let mut headers = Vec::new();
         let mut iter = Batches::new(batches);
@@ -556,6 +605,11 @@ impl Partition {
         for h in &headers {
             if let Check::Duplicate { base_offset, last_offset } = st.producers.check(h)? {
                 if headers.len() == 1 {
+                    // The original may still be buffered: a write-through append's answer
+                    // means written.
+                    if !buffered {
+                        self.write_unwritten(&mut st, config.index_interval_bytes)?;
+                    }
                     return Ok(AppendInfo {
                         base_offset,
                         last_offset,
@@ -571,45 +625,52 @@ impl Partition {
                 });
             }
         }
-        let mut buf = batches.to_vec();
-        let base_offset = st.next_offset();
-        let mut next = base_offset;
-        let mut pos = 0;
-        let log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
-        let mut records = 0i64;
-        for h in headers.iter_mut() {
-            let batch = &mut buf[pos..pos + h.size];
-            set_base_offset(batch, next);
-            set_partition_leader_epoch(batch, 0);
-            if log_append_time {
-                set_log_append_time(batch, h.size, now_ms);
-                h.max_timestamp = now_ms;
-                h.attributes |= 1 << 3;
-            }
-            h.base_offset = next;
-            next = h.next_offset();
-            records += i64::from(h.record_count);
-            pos += h.size;
+        if buffered && st.unwritten.failed {
+            // Refused until the disk takes the batches already buffered.
+            self.write_unwritten(&mut st, config.index_interval_bytes)?;
         }
-        let last_offset = next - 1;
+        let base_offset = st.end_offset();
+        let pending = st.unwritten.bytes.len() as u64;
         let active = st.active();
-        let must_roll = active.size > 0
-            && (active.size + buf.len() as u64 > config.segment_bytes
-                || active.created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms));
+        let created_ms = active.created_ms.or(st.unwritten.batches.first().map(|(_, t)| *t));
+        let must_roll = active.size + pending > 0
+            && (active.size + pending + batches.len() as u64 > config.segment_bytes
+                || created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms));
         if must_roll {
-            self.roll(&mut st, base_offset)?;
+            self.roll(&mut st)?;
         }
-        let active = st.segments.last().expect("active");
-        let path = active.path.clone();
-        let file = self.files.get(&path, true).map_err(|e| io_append(&path, e))?;
-        let position = active.size;
-        file.write_at(&buf, position).map_err(|e| io_append(&path, e))?;
-        let interval = config.index_interval_bytes;
-        let active = st.segments.last_mut().expect("active");
-        let mut p = position;
-        for h in &headers {
-            active.add_batch(h, p, interval, now_ms);
-            p += h.size as u64;
+        // This append's batches go after those buffered, with their offsets set in place.
+        let direct = !buffered || st.unwritten.bytes.len() + batches.len() > WRITE_BUFFER_BYTES_MAX;
+        let mark = (st.unwritten.bytes.len(), st.unwritten.batches.len());
+        let log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
+        let mut next = base_offset;
+        let mut records = 0i64;
+        {
+            let unwritten = &mut st.unwritten;
+            unwritten.bytes.extend_from_slice(batches);
+            let mut pos = mark.0;
+            for h in headers.iter_mut() {
+                let batch = &mut unwritten.bytes[pos..pos + h.size];
+                set_base_offset(batch, next);
+                set_partition_leader_epoch(batch, 0);
+                if log_append_time {
+                    set_log_append_time(batch, h.size, now_ms);
+                    h.max_timestamp = now_ms;
+                    h.attributes |= 1 << 3;
+                }
+                h.base_offset = next;
+                next = h.next_offset();
+                records += i64::from(h.record_count);
+                pos += h.size;
+                unwritten.batches.push((*h, now_ms));
+            }
+        }
+        if direct && let Err(e) = self.write_unwritten(&mut st, config.index_interval_bytes) {
+            // This append's batches are not appended; those buffered before wait for the next
+            // write.
+            st.unwritten.bytes.truncate(mark.0);
+            st.unwritten.batches.truncate(mark.1);
+            return Err(e);
         }
         for h in &headers {
             st.producers.record(h);
@@ -619,21 +680,54 @@ impl Partition {
         let flush_now = st.unflushed_messages >= config.flush_messages;
         let info = AppendInfo {
             base_offset,
-            last_offset,
+            last_offset: next - 1,
             log_append_time: if log_append_time { now_ms } else { -1 },
             log_start_offset: st.log_start_offset,
             duplicate: false,
         };
         drop(st);
-        self.high_watermark.send_replace(next);
         if flush_now {
             self.sync_to(next)?;
         }
         Ok(info)
     }
 
-    /// Starts a new active segment at `base_offset`; the old one is fsynced by the next sync.
-    fn roll(&self, st: &mut State, base_offset: i64) -> Result<(), AppendError> {
+    /// Writes the unwritten batches to the active segment in one write, and shows them to
+    /// readers. On failure they stay buffered, for the next attempt.
+    fn write_unwritten(&self, st: &mut State, index_interval_bytes: u32) -> Result<(), AppendError> {
+        if st.unwritten.batches.is_empty() {
+            st.unwritten.failed = false;
+            return Ok(());
+        }
+        let active = st.active();
+        let (path, position) = (active.path.clone(), active.size);
+        let written = self.files.get(&path, true).and_then(|file| file.write_at(&st.unwritten.bytes, position));
+        if let Err(e) = written {
+            st.unwritten.failed = true;
+            return Err(io_append(&path, e));
+        }
+        // Taken, not cleared: a buffer of a partition that went quiet is not kept.
+        let unwritten = std::mem::take(&mut st.unwritten);
+        let active = st.segments.last_mut().expect("active");
+        let mut p = position;
+        for (h, appended_ms) in &unwritten.batches {
+            active.add_batch(h, p, index_interval_bytes, *appended_ms);
+            p += h.size as u64;
+        }
+        // Under the lock, so that the high watermark never goes back.
+        self.high_watermark.send_replace(active.next_offset);
+        Ok(())
+    }
+
+    fn index_interval_bytes(&self) -> u32 {
+        self.config.read().expect("config lock").index_interval_bytes
+    }
+
+    /// Starts a new active segment after writing the unwritten batches to the old one; the old
+    /// one is fsynced by the next sync.
+    fn roll(&self, st: &mut State) -> Result<(), AppendError> {
+        self.write_unwritten(st, self.index_interval_bytes())?;
+        let base_offset = st.next_offset();
         let old = st.active().path.clone();
         let old_file = self.files.get(&old, false).map_err(|e| io_append(&old, e))?;
         st.unsynced_files.push(old_file);
@@ -651,18 +745,18 @@ impl Partition {
     /// Forces a roll of a non-empty active segment (tests and `segment.ms`).
     pub fn roll_now(&self) -> Result<(), AppendError> {
         let mut st = self.lock();
-        if st.active().size == 0 {
+        if st.active().size == 0 && st.unwritten.batches.is_empty() {
             return Ok(());
         }
-        let next = st.next_offset();
-        self.roll(&mut st, next)
+        self.roll(&mut st)
     }
 
     /// Blocks until every record below `offset` is on disk. Concurrent callers share fsyncs:
-    /// one syncs while the others wait, and a single fsync covers every append before it.
+    /// one writes whatever is buffered and syncs while the others wait, and a single fsync
+    /// covers every append before it.
     pub fn sync_to(&self, offset: i64) -> Result<(), AppendError> {
         // Nothing beyond the end can become durable; waiting for it would never end.
-        let offset = offset.min(self.lock().next_offset());
+        let offset = offset.min(self.lock().end_offset());
         let mut s = self.sync.lock().expect("sync lock");
         let mut led = false;
         loop {
@@ -696,10 +790,14 @@ impl Partition {
         }
     }
 
-    /// One fsync of everything written so far; returns the offset it made durable.
+    /// Writes the unwritten batches, then one fsync of everything written so far; returns the
+    /// offset it made durable. A failed write leaves the partition online (the batches stay
+    /// buffered); a failed fsync does not.
     fn sync_once(&self) -> Result<i64, AppendError> {
+        let interval = self.index_interval_bytes();
         let (target, mut files, active) = {
             let mut st = self.lock();
+            self.write_unwritten(&mut st, interval)?;
             let files = std::mem::take(&mut st.unsynced_files);
             (st.next_offset(), files, st.active().path.clone())
         };
@@ -1060,6 +1158,12 @@ impl Partition {
 
     /// Removes every record at or after `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), AppendError> {
+        {
+            let mut st = self.lock();
+            if st.offline.is_none() {
+                self.write_unwritten(&mut st, self.index_interval_bytes())?;
+            }
+        }
         // Rolled segments may hold writes not yet fsynced. They are made durable first: the
         // fsync of the truncated segment below must not make later data durable before earlier
         // data (a crash would then leave a hole in the log).
@@ -1137,22 +1241,36 @@ impl Partition {
     pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), AppendError> {
         let config = self.config.read().expect("config lock").clone();
         let flush_due = {
-            let st = self.lock();
+            let mut st = self.lock();
             if st.offline.is_some() {
                 return Ok(());
+            }
+            // Batches buffered by appends that nobody synced are written at the latest now. A
+            // failure here (a full disk) must not stop retention, which may free the space.
+            if let Err(e) = self.write_unwritten(&mut st, config.index_interval_bytes) {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "could not write buffered batches; the next sync tries again");
             }
             st.oldest_unflushed_ms.is_some_and(|t| now_ms.saturating_sub(t) >= config.flush_ms)
         };
         if flush_due {
             let next = self.high_watermark();
-            self.sync_to(next)?;
+            match self.sync_to(next) {
+                Err(e @ AppendError::Offline(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "flush.ms sync failed; retrying at the next maintenance")
+                }
+                Ok(()) => {}
+            }
         }
         {
             let mut st = self.lock();
             let active = st.active();
-            if active.size > 0 && active.created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms) {
-                let next = st.next_offset();
-                self.roll(&mut st, next)?;
+            if active.size > 0
+                && active.created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms)
+                && let Err(e) = self.roll(&mut st)
+            {
+                // Retention below still runs: on a full disk it may free the space.
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "segment.ms roll failed; retrying at the next maintenance");
             }
             if config.cleanup_policy.deletes() {
                 if config.retention_ms >= 0 {
@@ -1206,10 +1324,14 @@ impl Partition {
 
     /// fsyncs everything and checkpoints (clean shutdown).
     pub(crate) fn close(&self) -> Result<(), AppendError> {
-        if self.lock().offline.is_some() {
-            return Ok(());
-        }
-        self.sync_to(self.high_watermark())?;
+        let end = {
+            let st = self.lock();
+            if st.offline.is_some() {
+                return Ok(());
+            }
+            st.end_offset()
+        };
+        self.sync_to(end)?;
         self.checkpoint_recovery_point()?;
         self.persist_indexes();
         Ok(())

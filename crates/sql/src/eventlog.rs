@@ -243,12 +243,15 @@ impl EventLog for InProcessLog {
         let mut end = None;
         for chunk in batches_of(records) {
             let batch = encode_batch(chunk)?;
-            let info = p.append(&batch, runnel_log::now_ms()).map_err(|e| LogFailure(e.to_string()))?;
+            let now = runnel_log::now_ms();
+            let info = if durable { p.append_buffered(&batch, now) } else { p.append(&batch, now) }
+                .map_err(|e| LogFailure(e.to_string()))?;
             first.get_or_insert(info.base_offset);
             end = Some(info.last_offset + 1);
         }
         // One fsync covers every batch appended before it, so the batches are synced together
-        // once the last is written (the call still returns only when all of them are durable).
+        // once the last is appended (the call still returns only when all of them are durable),
+        // and written together: buffered until the sync writes them in one write.
         if durable && let Some(end) = end {
             p.sync_to(end).map_err(|e| LogFailure(e.to_string()))?;
         }

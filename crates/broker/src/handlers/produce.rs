@@ -120,7 +120,10 @@ pub(super) async fn handle(cx: &Context, request: ProduceRequest, version: i16) 
         } else {
             None
         };
-        items = blocking(move || append_all(items, decompressed_bytes_max)).await?;
+        // acks=all batches are acknowledged only once synced: the sync writes them, with the
+        // other producers' batches buffered since the last one, in one write.
+        let buffered = acks == ACKS_ALL;
+        items = blocking(move || append_all(items, decompressed_bytes_max, buffered)).await?;
     }
     for item in &items {
         if let (Ok(partition), Ok(info)) = (&item.partition, &item.outcome)
@@ -172,9 +175,14 @@ fn response(mut topics: Vec<TopicProduceResponse>, items: Vec<Item>) -> ProduceR
     ProduceResponse::default().with_responses(topics)
 }
 
-/// Appends every partition's batches.
-fn append_all(mut items: Vec<Item>, decompressed_bytes_max: usize) -> Vec<Item> {
+/// Appends every partition's batches; `buffered`: with `append_buffered`, for a produce
+/// answered only after `sync_all`.
+fn append_all(mut items: Vec<Item>, decompressed_bytes_max: usize, buffered: bool) -> Vec<Item> {
     let now = runnel_log::now_ms();
+    let append = |partition: &Partition, records: &[u8]| {
+        let appended = if buffered { partition.append_buffered(records, now) } else { partition.append(records, now) };
+        appended.map_err(|e| (append_error_code(&e), e.to_string()))
+    };
     for item in items.iter_mut() {
         let Ok(partition) = &item.partition else { continue };
         // Every outcome starts as "not appended"; anything else is a refusal already made.
@@ -185,9 +193,10 @@ fn append_all(mut items: Vec<Item>, decompressed_bytes_max: usize) -> Vec<Item> 
             None | Some([]) => {
                 Err((ResponseError::CorruptMessage, "the produce request carries no record batch".to_string()))
             }
-            Some(records) if item.compacted => check_keyed(records, decompressed_bytes_max)
-                .and_then(|()| partition.append(records, now).map_err(|e| (append_error_code(&e), e.to_string()))),
-            Some(records) => partition.append(records, now).map_err(|e| (append_error_code(&e), e.to_string())),
+            Some(records) if item.compacted => {
+                check_keyed(records, decompressed_bytes_max).and_then(|()| append(partition, records))
+            }
+            Some(records) => append(partition, records),
         };
     }
     items

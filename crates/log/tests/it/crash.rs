@@ -20,6 +20,8 @@ const CHILD_ENV: &str = "RUNNEL_LOG_CRASH_CHILD_DIR";
 const TOPIC: &str = "crash";
 
 /// The child: append and sync forever, printing `ack <base offset> <count> <cycle>-<batch>`.
+/// In odd cycles it appends with `append_buffered` and syncs every third batch, so that the
+/// kill also lands between buffered appends and the write of their batches.
 fn child(dir: &Path, cycle: u32) -> ! {
     let log = Log::open(LogConfig::new(dir)).expect("child opens the log");
     if log.topic(TOPIC).is_none() {
@@ -27,13 +29,26 @@ fn child(dir: &Path, cycle: u32) -> ! {
     }
     let p = log.partition(TOPIC, 0).expect("partition");
     let mut out = std::io::stdout().lock();
+    let buffered = cycle % 2 == 1;
+    // (base offset, count, batch number) appended and not yet acknowledged.
+    let mut unacked = Vec::new();
     for i in 0u64.. {
         let count = 1 + (i % 4) as usize;
         let records: Vec<_> =
             (0..count).map(|j| rec(&format!("k{j}"), &format!("c{cycle}-b{i}-r{j}"), 1_000 + i as i64)).collect();
-        let info = p.append(&batch(&records), runnel_log::now_ms()).expect("append");
+        let info = if buffered {
+            p.append_buffered(&batch(&records), runnel_log::now_ms()).expect("append")
+        } else {
+            p.append(&batch(&records), runnel_log::now_ms()).expect("append")
+        };
+        unacked.push((info.base_offset, count, i));
+        if buffered && i % 3 != 2 {
+            continue;
+        }
         p.sync_to(info.last_offset + 1).expect("sync");
-        writeln!(out, "ack {} {count} {cycle} {i}", info.base_offset).expect("stdout");
+        for (base, count, i) in unacked.drain(..) {
+            writeln!(out, "ack {base} {count} {cycle} {i}").expect("stdout");
+        }
         out.flush().expect("stdout");
     }
     unreachable!("the loop above never ends")

@@ -354,3 +354,157 @@ fn group_commit_acknowledges_only_what_an_fsync_covered() {
     }
     assert_eq!(after.len(), 8 * 40);
 }
+
+#[test]
+fn buffered_appends_share_one_write_and_are_seen_once_synced() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig::default());
+    p.append(&batch(&numbered(2, 0)), 0).unwrap();
+    p.sync_to(2).unwrap();
+    let (writes_before, _) = storage.counts();
+    for i in 0..10 {
+        let info = p.append_buffered(&batch(&numbered(3, i)), 0).unwrap();
+        assert_eq!(info.base_offset, 2 + 3 * i);
+    }
+    // Not written yet: readers see only what was there.
+    assert_eq!(storage.counts().0, writes_before);
+    assert_eq!(p.high_watermark(), 2);
+    assert_eq!(read_everything(&p).len(), 2);
+    p.sync_to(32).unwrap();
+    assert_eq!(storage.counts().0, writes_before + 1, "ten buffered batches, one write");
+    assert_eq!(p.high_watermark(), 32);
+    let synced = fingerprint(&read_everything(&p));
+    assert_eq!(synced.iter().map(|f| f.0).collect::<Vec<_>>(), (0..32).collect::<Vec<_>>());
+    // Buffered and never synced: lost at a crash, and never acknowledged.
+    p.append_buffered(&batch(&numbered(1, 0)), 0).unwrap();
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(fingerprint(&read_everything(&p)), synced);
+    // A write-through append writes what was buffered before it, in offset order.
+    p.append_buffered(&batch(&numbered(1, 0)), 0).unwrap();
+    p.append(&batch(&numbered(1, 0)), 0).unwrap();
+    assert_eq!(p.high_watermark(), 34);
+    assert_eq!(read_everything(&p).iter().map(|r| r.offset).collect::<Vec<_>>(), (0..34).collect::<Vec<_>>());
+}
+
+#[test]
+fn buffered_batches_wait_out_a_full_disk_and_are_acknowledged_only_once_written() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig::default());
+    for i in 0..3 {
+        p.append_buffered(&batch(&numbered(2, i)), 0).unwrap();
+    }
+    storage.set_capacity(Some(0));
+    let err = p.sync_to(6).unwrap_err();
+    assert!(matches!(err, AppendError::StorageFull { .. }), "{err}");
+    assert_eq!(p.offline_reason(), None, "a full disk takes nothing offline");
+    assert_eq!(p.durable_offset(), 0);
+    assert_eq!(p.high_watermark(), 0);
+    // While the buffered batches cannot be written, more are refused rather than buffered.
+    let err = p.append_buffered(&batch(&numbered(2, 9)), 0).unwrap_err();
+    assert!(matches!(err, AppendError::StorageFull { .. }), "{err}");
+    let err = p.append(&batch(&numbered(2, 9)), 0).unwrap_err();
+    assert!(matches!(err, AppendError::StorageFull { .. }), "{err}");
+    // EIO is retried the same way: the batches stay buffered.
+    storage.set_capacity(None);
+    storage.fail_writes(1);
+    let err = p.sync_to(6).unwrap_err();
+    assert!(matches!(err, AppendError::Io { .. }), "{err}");
+    assert_eq!(p.offline_reason(), None);
+    // Space and health return: the same batches, at the same offsets, become durable.
+    p.sync_to(6).unwrap();
+    assert_eq!(p.durable_offset(), 6);
+    let info = p.append_buffered(&batch(&numbered(2, 0)), 0).unwrap();
+    assert_eq!(info.base_offset, 6);
+    p.sync_to(8).unwrap();
+    let synced = fingerprint(&read_everything(&p));
+    assert_eq!(synced.len(), 8);
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(fingerprint(&read_everything(&p)), synced);
+}
+
+#[test]
+fn a_failed_fsync_after_a_buffered_write_takes_the_partition_offline() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig::default());
+    p.append_buffered(&batch(&numbered(2, 0)), 0).unwrap();
+    storage.fail_syncs(1);
+    assert!(matches!(p.sync_to(2), Err(AppendError::Offline(_))));
+    assert!(matches!(p.append_buffered(&batch(&numbered(1, 0)), 0), Err(AppendError::Offline(_))));
+    assert!(matches!(p.sync_to(2), Err(AppendError::Offline(_))), "never acknowledged after a failed fsync");
+}
+
+#[test]
+fn concurrent_buffered_appenders_get_every_batch_durable_in_order() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", small_segments());
+    let writers = 8;
+    let per_writer = 40;
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let p = &p;
+            s.spawn(move || {
+                let mut last = -1;
+                for i in 0..per_writer {
+                    let recs = vec![rec(&format!("w{w}"), &format!("{i}"), 0)];
+                    let info = p.append_buffered(&batch(&recs), 0).unwrap();
+                    assert!(info.base_offset > last);
+                    last = info.base_offset;
+                    if i % 4 == 3 {
+                        p.sync_to(last + 1).unwrap();
+                        assert!(p.durable_offset() > last);
+                    }
+                }
+            });
+        }
+    });
+    let (writes, syncs) = storage.counts();
+    let total = writers * per_writer;
+    assert_eq!(p.high_watermark(), total as i64);
+    let synced = fingerprint(&read_everything(&p));
+    assert_eq!(synced.len(), total);
+    for w in 0..writers {
+        let values: Vec<_> =
+            synced.iter().filter(|f| f.1.as_deref() == Some(format!("w{w}").as_bytes())).map(|f| f.2.clone()).collect();
+        let wanted: Vec<_> = (0..per_writer).map(|i| Some(format!("{i}").into_bytes())).collect();
+        assert_eq!(values, wanted, "writer {w}'s records in its order");
+    }
+    assert!(writes > 0 && syncs > 0);
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(fingerprint(&read_everything(&p)), synced);
+}
+
+#[test]
+fn retention_runs_while_buffered_batches_wait_for_space_and_maintenance_writes_them() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig { retention_bytes: 0, ..small_segments() });
+    for i in 0..12 {
+        p.append(&batch(&numbered(2, i)), 0).unwrap();
+    }
+    p.sync_to(24).unwrap();
+    assert!(p.segment_count() >= 2);
+    p.append_buffered(&batch(&numbered(2, 0)), 0).unwrap();
+    storage.set_capacity(Some(0));
+    log.run_maintenance(1);
+    assert_eq!(p.segment_count(), 1, "retention deleted the closed segments though the write failed");
+    assert_eq!(p.high_watermark(), 24, "the buffered batch is not written yet");
+    assert_eq!(p.offline_reason(), None);
+    storage.set_capacity(None);
+    // Nobody syncs: maintenance writes it.
+    log.run_maintenance(1);
+    assert_eq!(p.high_watermark(), 26);
+    assert_eq!(read_everything(&p).last().map(|r| r.offset), Some(25));
+}

@@ -37,6 +37,9 @@ enum Op {
         codec: u8,
         idempotent: bool,
         split: bool,
+        /// With `append_buffered`: written by the next sync (or write-through append, roll,
+        /// truncation, maintenance or shutdown), invisible to readers before.
+        buffered: bool,
     },
     RetryLastIdempotent,
     SequenceGap,
@@ -118,8 +121,20 @@ fn arb_record() -> impl Strategy<Value = RecSpec> {
 
 fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        12 => (prop::collection::vec(arb_record(), 1..8), 0u8..5, prop::bool::weighted(0.3), prop::bool::weighted(0.15))
-            .prop_map(|(records, codec, idempotent, split)| Op::Append { records, codec, idempotent, split }),
+        12 => (
+            prop::collection::vec(arb_record(), 1..8),
+            0u8..5,
+            prop::bool::weighted(0.3),
+            prop::bool::weighted(0.15),
+            prop::bool::weighted(0.4),
+        )
+            .prop_map(|(records, codec, idempotent, split, buffered)| Op::Append {
+                records,
+                codec,
+                idempotent,
+                split,
+                buffered
+            }),
         1 => Just(Op::RetryLastIdempotent),
         1 => Just(Op::SequenceGap),
         5 => (any::<u32>(), 0usize..2_000).prop_map(|(pick, budget)| Op::Read { pick, budget }),
@@ -160,7 +175,11 @@ struct World {
     p: Option<Arc<Partition>>,
     /// Records that must be in the log (at and above `log_start`), or may be (below it).
     records: BTreeMap<i64, MRec>,
+    /// The offset after the last appended record.
     next: i64,
+    /// The offset after the last record readers see (the high watermark): records from here
+    /// to `next` were appended with `append_buffered` and are not written yet.
+    visible: i64,
     log_start: i64,
     /// Every record below this was acknowledged by sync_to.
     synced: i64,
@@ -217,6 +236,7 @@ impl World {
             p: Some(p),
             records: BTreeMap::new(),
             next: 0,
+            visible: 0,
             log_start: 0,
             synced: 0,
             now: 1_000,
@@ -268,7 +288,7 @@ impl World {
 
     fn apply(&mut self, op: &Op) -> Res {
         match op {
-            Op::Append { records, codec, idempotent, split } => {
+            Op::Append { records, codec, idempotent, split, buffered } => {
                 let recs = self.build(records);
                 let codec = Compression::from_attributes(i16::from(*codec)).unwrap();
                 let producer = idempotent.then_some((self.pid, 0i16, self.seq));
@@ -280,7 +300,11 @@ impl World {
                 } else {
                     batch_with(&recs, codec, producer)
                 };
-                let result = self.p().append(&bytes, self.now);
+                let result = if *buffered {
+                    self.p().append_buffered(&bytes, self.now)
+                } else {
+                    self.p().append(&bytes, self.now)
+                };
                 if self.offline {
                     return self.expect_offline_append(result);
                 }
@@ -330,26 +354,26 @@ impl World {
                 );
             }
             Op::Read { pick, budget } => {
-                let span = (self.next - self.log_start + 3) as u32;
+                let span = (self.visible - self.log_start + 3) as u32;
                 let offset = self.log_start - 1 + i64::from(pick % span);
                 let result = self.p().read(offset, *budget);
                 if self.offline {
                     check!(matches!(result, Err(ReadError::Offline(_))), "read of an offline partition: {result:?}");
                     return Ok(());
                 }
-                if offset < self.log_start || offset > self.next {
+                if offset < self.log_start || offset > self.visible {
                     check!(
                         matches!(result, Err(ReadError::OffsetOutOfRange { .. })),
                         "read at {offset} outside {}..={}: {result:?}",
                         self.log_start,
-                        self.next
+                        self.visible
                     );
                     return Ok(());
                 }
                 let r = result.map_err(|e| TestCaseError::fail(format!("read at {offset}: {e}")))?;
-                check_eq!((r.high_watermark, r.log_start_offset), (self.next, self.log_start), "read's watermarks");
+                check_eq!((r.high_watermark, r.log_start_offset), (self.visible, self.log_start), "read's watermarks");
                 let batches = decode(&r.records);
-                let wanted: Vec<i64> = self.records.range(offset..).map(|(o, _)| *o).collect();
+                let wanted: Vec<i64> = self.records.range(offset..self.visible).map(|(o, _)| *o).collect();
                 if wanted.is_empty() {
                     check!(batches.is_empty(), "read at {offset} past the last record returned data");
                     return Ok(());
@@ -385,20 +409,21 @@ impl World {
                     check!(result.is_err(), "offset_for_timestamp on an offline partition");
                     return Ok(());
                 }
-                let expected = self.records.range(self.log_start..).find(|(_, m)| m.ts >= ts).map(|(o, m)| (*o, m.ts));
+                let expected =
+                    self.records.range(self.log_start..self.visible).find(|(_, m)| m.ts >= ts).map(|(o, m)| (*o, m.ts));
                 check_eq!(
                     result.map_err(|e| TestCaseError::fail(e.to_string()))?,
                     expected,
                     "offset_for_timestamp({ts})"
                 );
                 if let Some((o, t)) = self.p().max_timestamp() {
-                    let live_max = self.records.range(self.log_start..).map(|(_, m)| m.ts).max();
+                    let live_max = self.records.range(self.log_start..self.visible).map(|(_, m)| m.ts).max();
                     check!(live_max.is_none_or(|m| t >= m), "max_timestamp {t} below the largest {live_max:?}");
                     if let Some(m) = self.records.get(&o).filter(|_| o >= self.log_start) {
                         check_eq!(m.ts, t, "max_timestamp's record");
                     }
                 } else {
-                    check!(self.records.range(self.log_start..).next().is_none(), "no max_timestamp");
+                    check!(self.records.range(self.log_start..self.visible).next().is_none(), "no max_timestamp");
                 }
             }
             Op::Roll => {
@@ -431,7 +456,7 @@ impl World {
                 if self.offline {
                     return Ok(());
                 }
-                let offset = self.log_start + i64::from(*pick % (self.next - self.log_start + 1) as u32);
+                let offset = self.log_start + i64::from(*pick % (self.visible - self.log_start + 1) as u32);
                 let got = self.p().delete_records_before(offset).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 // The new log start is `offset`, or the base of the next segment when no record
                 // lies between them.
@@ -443,10 +468,10 @@ impl World {
                 self.log_start = got;
             }
             Op::Truncate { pick } => {
-                if self.offline || self.next == self.log_start {
+                if self.offline || self.visible == self.log_start {
                     return Ok(());
                 }
-                let offset = self.log_start + i64::from(*pick % (self.next - self.log_start) as u32);
+                let offset = self.log_start + i64::from(*pick % (self.visible - self.log_start) as u32);
                 // The batch holding the first record at or after `offset` goes, with all after it.
                 let first = decode(&self.p().read(offset, 1).map_err(|e| TestCaseError::fail(e.to_string()))?.records);
                 let cut = first.first().map(|(h, _)| h.base_offset.min(offset)).unwrap_or(offset);
@@ -459,6 +484,7 @@ impl World {
                 );
                 self.records.retain(|o, _| *o < hw);
                 self.next = hw;
+                self.visible = hw;
                 self.synced = self.synced.min(hw);
                 self.log_start = self.log_start.min(hw);
                 self.new_producer();
@@ -490,7 +516,7 @@ impl World {
                 let result = self.p().append(&batch(&recs), self.now);
                 self.storage.fail_writes(0);
                 check!(matches!(result, Err(AppendError::Io { .. })), "append under EIO: {result:?}");
-                check_eq!(self.p().high_watermark(), self.next, "a failed append appends nothing");
+                check_eq!(self.p().high_watermark(), self.visible, "a failed append writes nothing");
             }
             Op::FailSync => {
                 if self.offline || self.p().durable_offset() >= self.next {
@@ -537,11 +563,36 @@ impl World {
                 let result = self.p().append(&batch(&recs), self.now);
                 self.storage.set_capacity(None);
                 check!(matches!(result, Err(AppendError::StorageFull { .. })), "append to a full disk: {result:?}");
-                check_eq!(self.p().high_watermark(), self.next, "a failed append appends nothing");
+                check_eq!(self.p().high_watermark(), self.visible, "a failed append writes nothing");
             }
         }
         if !self.offline {
-            check_eq!(self.p().high_watermark(), self.next, "high watermark after {op:?}");
+            let hw = self.p().high_watermark();
+            // These write whatever is buffered; the others may, or may not (a buffered append
+            // that rolls the segment writes those before it, a partial sync writes all or
+            // nothing, a failed write nothing).
+            let writes_all = matches!(
+                op,
+                Op::Append { buffered: false, .. }
+                    | Op::RetryLastIdempotent
+                    | Op::Sync { whole: true, .. }
+                    | Op::Roll
+                    | Op::Maintenance { .. }
+                    | Op::Truncate { .. }
+                    | Op::Reopen
+                    | Op::Crash { .. }
+            );
+            if writes_all {
+                check_eq!(hw, self.next, "high watermark after {op:?}");
+            } else {
+                check!(
+                    self.visible <= hw && hw <= self.next,
+                    "high watermark {hw} after {op:?} outside {}..={}",
+                    self.visible,
+                    self.next
+                );
+            }
+            self.visible = hw;
             check_eq!(self.p().log_start_offset(), self.log_start, "log start after {op:?}");
         }
         Ok(())
@@ -613,6 +664,7 @@ impl World {
         }
         self.records.retain(|o, _| *o < ls || present.contains_key(o));
         self.next = hw;
+        self.visible = hw;
         self.log_start = ls;
         if matches!(why, Why::Crash(_)) {
             self.records.retain(|o, _| *o < hw);
@@ -671,7 +723,7 @@ fn replay(setup: Setup, ops: &[Op]) {
 }
 
 fn plain(n: usize) -> Op {
-    Op::Append { records: vec![(None, None, 0, 0); n], codec: 0, idempotent: false, split: false }
+    Op::Append { records: vec![(None, None, 0, 0); n], codec: 0, idempotent: false, split: false, buffered: false }
 }
 
 #[test]
@@ -697,6 +749,7 @@ fn regression_truncate_after_crash() {
         codec: 0,
         idempotent: false,
         split: false,
+        buffered: false,
     };
     replay(
         setup,
@@ -725,7 +778,8 @@ fn regression_compaction_below_the_log_start_keeps_producer_state() {
         delete_retention_ms: 0,
         log_append_time: false,
     };
-    let append = |records: Vec<RecSpec>, idempotent| Op::Append { records, codec: 0, idempotent, split: false };
+    let append =
+        |records: Vec<RecSpec>, idempotent| Op::Append { records, codec: 0, idempotent, split: false, buffered: false };
     replay(
         setup,
         &[
