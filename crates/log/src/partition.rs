@@ -701,9 +701,12 @@ impl Partition {
         }
         let active = st.active();
         let (path, position) = (active.path.clone(), active.size);
-        let written = self.files.get(&path, true).and_then(|file| file.write_at(&st.unwritten.bytes, position));
-        if let Err(e) = written {
+        let file = self.files.get(&path, true).map_err(|e| io_append(&path, e))?;
+        if let Err(e) = file.write_at(&st.unwritten.bytes, position) {
             st.unwritten.failed = true;
+            // A short write (ENOSPC part-way) leaves part of a batch past the data; it goes, or
+            // a roll would close the segment with it. If this fails too, `roll` tries again.
+            let _ = file.truncate(position);
             return Err(io_append(&path, e));
         }
         // Taken, not cleared: a buffer of a partition that went quiet is not kept.
@@ -730,6 +733,12 @@ impl Partition {
         let base_offset = st.next_offset();
         let old = st.active().path.clone();
         let old_file = self.files.get(&old, false).map_err(|e| io_append(&old, e))?;
+        // A closed segment is exactly its batches: bytes past them (a failed write's) would
+        // read as corruption below the recovery point at the next open.
+        let size = st.active().size;
+        if old_file.len().map_err(|e| io_append(&old, e))? > size {
+            old_file.truncate(size).map_err(|e| io_append(&old, e))?;
+        }
         st.unsynced_files.push(old_file);
         let old_base = st.active().base_offset;
         if !st.unindexed.contains(&old_base) {
@@ -784,22 +793,34 @@ impl Partition {
             s.syncing = false;
             self.synced.notify_all();
             match result {
-                Ok(target) => s.durable = s.durable.max(target),
+                Ok((target, write_error)) => {
+                    s.durable = s.durable.max(target);
+                    // The buffered batches could not be written: those who wait for them get
+                    // the error (the next sync tries again); those below are durable.
+                    if let Some(e) = write_error
+                        && s.durable < offset
+                    {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
     }
 
     /// Writes the unwritten batches, then one fsync of everything written so far; returns the
-    /// offset it made durable. A failed write leaves the partition online (the batches stay
-    /// buffered); a failed fsync does not.
-    fn sync_once(&self) -> Result<i64, AppendError> {
+    /// offset it made durable, and the error of the write if it failed (the batches stay
+    /// buffered and the partition online; what was written before is still fsynced). A
+    /// failed fsync takes the partition offline.
+    fn sync_once(&self) -> Result<(i64, Option<AppendError>), AppendError> {
         let interval = self.index_interval_bytes();
-        let (target, mut files, active) = {
+        let sync_started_ms = crate::now_ms();
+        let (target, mut files, active, write_error, flushed) = {
             let mut st = self.lock();
-            self.write_unwritten(&mut st, interval)?;
+            let write_error = self.write_unwritten(&mut st, interval).err();
             let files = std::mem::take(&mut st.unsynced_files);
-            (st.next_offset(), files, st.active().path.clone())
+            let flushed = (st.unflushed_messages, st.oldest_unflushed_ms.is_some());
+            (st.next_offset(), files, st.active().path.clone(), write_error, flushed)
         };
         let active_file = self.files.get(&active, true).map_err(|e| io_append(&active, e))?;
         files.push(active_file);
@@ -821,10 +842,17 @@ impl Partition {
                 return Err(AppendError::Offline(reason));
             }
         }
+        // Appends made during the fsync are not covered: they stay counted for flush.messages,
+        // and flush.ms counts them from this sync's start at the latest.
         let mut st = self.lock();
-        st.unflushed_messages = 0;
-        st.oldest_unflushed_ms = None;
-        Ok(target)
+        let (messages, had_oldest) = flushed;
+        st.unflushed_messages = (st.unflushed_messages - messages).max(0);
+        if st.unflushed_messages == 0 {
+            st.oldest_unflushed_ms = None;
+        } else if had_oldest {
+            st.oldest_unflushed_ms = Some(sync_started_ms);
+        }
+        Ok((target, write_error))
     }
 
     /// Writes the index files of rolled segments whose data is durable. They are an
@@ -1171,6 +1199,8 @@ impl Partition {
             self.sync_to(offset)?;
         }
         let mut st = self.lock();
+        // Appends buffered since the first write come before the cut too.
+        self.write_unwritten(&mut st, self.index_interval_bytes())?;
         if offset >= st.next_offset() {
             return Ok(());
         }

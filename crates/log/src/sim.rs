@@ -94,7 +94,8 @@ impl SimStorage {
         self.faults.lock().unwrap().sync_errors = n;
     }
 
-    /// Writes that would make the files' total size exceed `bytes` fail with ENOSPC.
+    /// Writes that would make the files' total size exceed `bytes` fail with ENOSPC, after
+    /// writing the part that fits (a short write, as a real disk's write can be).
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.faults.lock().unwrap().capacity_bytes = bytes;
     }
@@ -118,6 +119,11 @@ impl SimStorage {
     pub fn reads_of(&self, path: &Path) -> u64 {
         let state = self.state.lock().unwrap();
         state.files.get(path).map(|d| d.lock().unwrap().reads).unwrap_or(0)
+    }
+
+    /// Bytes of all files now (what [`SimStorage::set_capacity`] limits).
+    pub fn used_bytes(&self) -> u64 {
+        SimStorage::total_bytes(&self.state.lock().unwrap())
     }
 
     /// (writes, fsyncs) performed so far.
@@ -187,6 +193,8 @@ impl StorageFile for SimFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut buf = buf;
+        let mut full = false;
         {
             let mut faults = self.faults.lock().unwrap();
             faults.writes += 1;
@@ -199,8 +207,13 @@ impl StorageFile for SimFile {
                 let state = self.state.lock().unwrap();
                 let len = self.data.lock().unwrap().current.len() as u64;
                 let grow = (offset + buf.len() as u64).saturating_sub(len);
-                if SimStorage::total_bytes(&state) + grow > cap {
-                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                let total = SimStorage::total_bytes(&state);
+                if total + grow > cap {
+                    // What fits is written: bytes over existing ones, and growth up to `cap`.
+                    let room = cap.saturating_sub(total);
+                    let fits = (len.saturating_sub(offset) + room).min(buf.len() as u64) as usize;
+                    buf = &buf[..fits];
+                    full = true;
                 }
             }
         }
@@ -210,6 +223,9 @@ impl StorageFile for SimFile {
             d.current.resize(end, 0);
         }
         d.current[offset as usize..end].copy_from_slice(buf);
+        if full {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         Ok(())
     }
 

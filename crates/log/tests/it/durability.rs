@@ -446,7 +446,7 @@ fn a_failed_fsync_after_a_buffered_write_takes_the_partition_offline() {
 fn concurrent_buffered_appenders_get_every_batch_durable_in_order() {
     let storage = SimStorage::new();
     let log = open_sim(&storage);
-    let p = topic(&log, "t", small_segments());
+    let p = topic(&log, "t", TopicConfig::default());
     let writers = 8;
     let per_writer = 40;
     std::thread::scope(|s| {
@@ -469,6 +469,7 @@ fn concurrent_buffered_appenders_get_every_batch_durable_in_order() {
     });
     let (writes, syncs) = storage.counts();
     let total = writers * per_writer;
+    // One segment: every write is a sync leader's (or an append over the buffer's limit).
     assert_eq!(p.high_watermark(), total as i64);
     let synced = fingerprint(&read_everything(&p));
     assert_eq!(synced.len(), total);
@@ -478,7 +479,8 @@ fn concurrent_buffered_appenders_get_every_batch_durable_in_order() {
         let wanted: Vec<_> = (0..per_writer).map(|i| Some(format!("{i}").into_bytes())).collect();
         assert_eq!(values, wanted, "writer {w}'s records in its order");
     }
-    assert!(writes > 0 && syncs > 0);
+    assert!(writes <= syncs, "{writes} writes for {syncs} fsyncs: at most one write per fsync");
+    assert!(writes < total as u64, "{writes} writes for {total} batches");
     drop((p, log));
     storage.crash(None);
     let log = open_sim(&storage);
@@ -507,4 +509,69 @@ fn retention_runs_while_buffered_batches_wait_for_space_and_maintenance_writes_t
     log.run_maintenance(1);
     assert_eq!(p.high_watermark(), 26);
     assert_eq!(read_everything(&p).last().map(|r| r.offset), Some(25));
+}
+
+#[test]
+fn what_is_written_is_synced_though_the_buffered_batches_after_it_cannot_be() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig::default());
+    p.append(&batch(&numbered(2, 0)), 0).unwrap();
+    p.append_buffered(&batch(&numbered(2, 0)), 0).unwrap();
+    storage.set_capacity(Some(0));
+    p.sync_to(2).unwrap();
+    assert_eq!(p.durable_offset(), 2);
+    assert!(matches!(p.sync_to(4), Err(AppendError::StorageFull { .. })));
+    storage.set_capacity(None);
+    p.sync_to(4).unwrap();
+    assert_eq!(p.durable_offset(), 4);
+}
+
+#[test]
+fn a_short_write_on_a_full_disk_leaves_no_partial_batch_in_a_closed_segment() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig::default());
+    p.append(&batch(&numbered(4, 0)), 0).unwrap();
+    p.sync_to(4).unwrap();
+    let total = storage.used_bytes();
+    let big = batch(&numbered(8, 0));
+    // Room for half of the next batch: the write lands part of it, then fails.
+    storage.set_capacity(Some(total + big.len() as u64 / 2));
+    let err = p.append(&big, 0).unwrap_err();
+    assert!(matches!(err, AppendError::StorageFull { .. }), "{err}");
+    let len = storage.open(&segment_path("t", 0, 0), false).unwrap().len().unwrap();
+    assert_eq!(len, p.size_bytes(), "the partial batch was cut off");
+    storage.set_capacity(None);
+    p.roll_now().unwrap();
+    let info = p.append(&batch(&numbered(1, 0)), 0).unwrap();
+    assert_eq!(info.base_offset, 4);
+    p.sync_to(5).unwrap();
+    // The recovery point passes the closed segment: it is no longer scanned as a tail.
+    log.run_maintenance(1);
+    let synced = fingerprint(&read_everything(&p));
+    drop((p, log));
+    storage.crash(None);
+    let log = open_sim(&storage);
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(p.offline_reason(), None);
+    assert_eq!(fingerprint(&read_everything(&p)), synced);
+}
+
+#[test]
+fn buffered_appends_past_the_buffer_limit_are_written_without_a_sync() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig { segment_bytes: 64 << 20, ..TopicConfig::default() });
+    let records: Vec<Record> = (0..64).map(|i| rec(&format!("k{i}"), &"v".repeat(1000), 0)).collect();
+    let one = batch(&records);
+    let fit = runnel_log::WRITE_BUFFER_BYTES_MAX / one.len();
+    for _ in 0..fit {
+        p.append_buffered(&one, 0).unwrap();
+    }
+    assert_eq!(p.high_watermark(), 0, "{fit} batches fit in the buffer");
+    p.append_buffered(&one, 0).unwrap();
+    assert_eq!(p.high_watermark(), 64 * (fit as i64 + 1), "the append past the limit wrote them all");
+    p.sync_to(p.high_watermark()).unwrap();
+    assert_eq!(read_everything(&p).len(), 64 * (fit + 1));
 }
