@@ -224,6 +224,10 @@ pub struct LogConfig {
     pub read_bytes_max: usize,
     /// Largest decompressed batch that compaction will decode.
     pub decompressed_bytes_max: usize,
+    /// Most bytes all partitions together hold in their write buffers (batches appended with
+    /// `append_buffered`, waiting for the next sync to write them); past it, such appends
+    /// write at once, as `append` does.
+    pub write_buffers_bytes_max: usize,
 }
 
 /// Default for [`LogConfig::file_handles_max`].
@@ -232,6 +236,8 @@ pub const FILE_HANDLES_MAX_DEFAULT: usize = 512;
 pub const READ_BYTES_MAX_DEFAULT: usize = 52_428_800;
 /// Default for [`LogConfig::decompressed_bytes_max`].
 pub const DECOMPRESSED_BYTES_MAX_DEFAULT: usize = 64 << 20;
+/// Default for [`LogConfig::write_buffers_bytes_max`].
+pub const WRITE_BUFFERS_BYTES_MAX_DEFAULT: usize = 256 << 20;
 
 impl LogConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> LogConfig {
@@ -241,6 +247,7 @@ impl LogConfig {
             file_handles_max: FILE_HANDLES_MAX_DEFAULT,
             read_bytes_max: READ_BYTES_MAX_DEFAULT,
             decompressed_bytes_max: DECOMPRESSED_BYTES_MAX_DEFAULT,
+            write_buffers_bytes_max: WRITE_BUFFERS_BYTES_MAX_DEFAULT,
         }
     }
 }

@@ -35,6 +35,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub use config::{CleanupPolicy, ConfigError, LogConfig, TimestampType, TopicConfig};
 pub use error::{AppendError, LogError, ReadError};
 pub use partition::{AppendInfo, OpenStats, Partition, ReadResult, WRITE_BUFFER_BYTES_MAX};
+
+use partition::WriteBudget;
 pub use sim::SimStorage;
 pub use storage::{FsStorage, Storage, StorageFile};
 
@@ -85,6 +87,8 @@ pub struct Log {
     admin: Mutex<()>,
     /// Whether the last shutdown was clean (informational).
     recovered_cleanly: bool,
+    /// Bytes in all partitions' write buffers, against `LogConfig::write_buffers_bytes_max`.
+    write_budget: Arc<WriteBudget>,
 }
 
 fn hex(id: &[u8; 16]) -> String {
@@ -158,6 +162,7 @@ impl Log {
             tracing::info!(dir = %data_dir.display(), "no clean-shutdown marker: recovering every partition past its recovery point");
         }
         let files = Arc::new(FileCache::new(storage.clone(), config.file_handles_max));
+        let write_budget = Arc::new(WriteBudget::new(config.write_buffers_bytes_max));
         let mut topics = BTreeMap::new();
         for name in storage.list(&topics_dir).map_err(io(&topics_dir))? {
             let dir = topics_dir.join(&name);
@@ -187,6 +192,7 @@ impl Log {
                     files.clone(),
                     config.decompressed_bytes_max,
                     config.read_bytes_max,
+                    write_budget.clone(),
                     clean,
                 )?));
             }
@@ -194,6 +200,7 @@ impl Log {
         }
         Ok(Arc::new(Log {
             config,
+            write_budget,
             files,
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
@@ -257,6 +264,7 @@ impl Log {
                 self.files.clone(),
                 self.config.decompressed_bytes_max,
                 self.config.read_bytes_max,
+                self.write_budget.clone(),
                 true,
             )?));
         }
@@ -328,6 +336,7 @@ impl Log {
                 self.files.clone(),
                 self.config.decompressed_bytes_max,
                 self.config.read_bytes_max,
+                self.write_budget.clone(),
                 true,
             )?));
         }

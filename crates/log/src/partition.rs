@@ -9,7 +9,7 @@
 //! when they are missing, stale or corrupt.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
@@ -167,6 +167,32 @@ pub struct ReadResult {
     pub log_start_offset: i64,
 }
 
+/// The bytes all partitions of a [`crate::Log`] hold in their write buffers, against
+/// `LogConfig::write_buffers_bytes_max`.
+pub(crate) struct WriteBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl WriteBudget {
+    pub(crate) fn new(max: usize) -> WriteBudget {
+        WriteBudget { used: AtomicUsize::new(0), max }
+    }
+
+    /// Takes `bytes` from the budget, if that many are left.
+    fn try_take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
 /// Batches appended with [`Partition::append_buffered`] and not written yet: their offsets are
 /// assigned and their producers recorded, and the next sync (or a write-through append, a
 /// roll, a truncation, maintenance or shutdown) writes them to the active segment in one
@@ -176,6 +202,8 @@ struct Unwritten {
     bytes: Vec<u8>,
     /// Headers (offsets assigned) and append times of the batches in `bytes`, in order.
     batches: Vec<(BatchHeader, i64)>,
+    /// Bytes of `bytes` taken from the store's [`WriteBudget`] (given back once written).
+    budgeted: usize,
     /// The last attempt to write them failed (disk full or EIO): buffered appends are refused
     /// until a write succeeds, so that the buffer does not grow while the disk fails.
     failed: bool,
@@ -235,6 +263,7 @@ pub struct Partition {
     decompressed_bytes_max: usize,
     /// Most bytes one `read` returns (but always one whole batch).
     read_bytes_max: usize,
+    write_budget: Arc<WriteBudget>,
     state: Mutex<State>,
     sync: Mutex<SyncState>,
     synced: Condvar,
@@ -298,6 +327,7 @@ impl Partition {
         files: Arc<FileCache>,
         decompressed_bytes_max: usize,
         read_bytes_max: usize,
+        write_budget: Arc<WriteBudget>,
         clean: bool,
     ) -> Result<Partition, LogError> {
         let storage = files.storage().clone();
@@ -525,6 +555,7 @@ impl Partition {
             files,
             decompressed_bytes_max,
             read_bytes_max,
+            write_budget,
             state: Mutex::new(State {
                 segments,
                 unwritten: Unwritten::default(),
@@ -640,7 +671,9 @@ impl Partition {
             self.roll(&mut st)?;
         }
         // This append's batches go after those buffered, with their offsets set in place.
-        let direct = !buffered || st.unwritten.bytes.len() + batches.len() > WRITE_BUFFER_BYTES_MAX;
+        let direct = !buffered
+            || st.unwritten.bytes.len() + batches.len() > WRITE_BUFFER_BYTES_MAX
+            || !self.write_budget.try_take(batches.len());
         let mark = (st.unwritten.bytes.len(), st.unwritten.batches.len());
         let log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         let mut next = base_offset;
@@ -664,6 +697,9 @@ impl Partition {
                 pos += h.size;
                 unwritten.batches.push((*h, now_ms));
             }
+        }
+        if !direct {
+            st.unwritten.budgeted += batches.len();
         }
         if direct && let Err(e) = self.write_unwritten(&mut st, config.index_interval_bytes) {
             // This append's batches are not appended; those buffered before wait for the next
@@ -711,6 +747,7 @@ impl Partition {
         }
         // Taken, not cleared: a buffer of a partition that went quiet is not kept.
         let unwritten = std::mem::take(&mut st.unwritten);
+        self.write_budget.give_back(unwritten.budgeted);
         let active = st.segments.last_mut().expect("active");
         let mut p = position;
         for (h, appended_ms) in &unwritten.batches {
@@ -1437,5 +1474,17 @@ impl Partition {
         // The cleaned file was fsynced: its index files can be written now.
         st.unindexed.push(base_offset);
         Ok(true)
+    }
+}
+
+impl Drop for Partition {
+    /// Batches still buffered are lost with the partition (none was acknowledged); their bytes
+    /// go back to the store's budget.
+    fn drop(&mut self) {
+        let budgeted = match self.state.get_mut() {
+            Ok(st) => st.unwritten.budgeted,
+            Err(poisoned) => poisoned.into_inner().unwritten.budgeted,
+        };
+        self.write_budget.give_back(budgeted);
     }
 }

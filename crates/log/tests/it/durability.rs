@@ -1,7 +1,7 @@
 //! Durability under injected faults on `SimStorage`: unsynced writes lost at a crash, torn
 //! writes, EIO on write and on fsync, a full disk, and corruption below the recovery point.
 
-use runnel_log::{AppendError, ReadError, SimStorage, Storage, TopicConfig};
+use runnel_log::{AppendError, LogConfig, ReadError, SimStorage, Storage, TopicConfig};
 use runnel_records::Record;
 
 use crate::common::*;
@@ -574,4 +574,29 @@ fn buffered_appends_past_the_buffer_limit_are_written_without_a_sync() {
     assert_eq!(p.high_watermark(), 64 * (fit as i64 + 1), "the append past the limit wrote them all");
     p.sync_to(p.high_watermark()).unwrap();
     assert_eq!(read_everything(&p).len(), 64 * (fit + 1));
+}
+
+#[test]
+fn the_store_wide_write_buffer_budget_makes_appends_write_at_once_when_spent() {
+    let storage = SimStorage::new();
+    let one = batch(&numbered(4, 0));
+    let log = open_sim_with(&storage, LogConfig { write_buffers_bytes_max: 2 * one.len(), ..sim_config() });
+    log.create_topic("t", 2, TopicConfig::default()).unwrap();
+    let (a, b) = (log.partition("t", 0).unwrap(), log.partition("t", 1).unwrap());
+    a.append_buffered(&one, 0).unwrap();
+    a.append_buffered(&one, 0).unwrap();
+    assert_eq!(a.high_watermark(), 0, "two batches fit in the budget");
+    b.append_buffered(&one, 0).unwrap();
+    assert_eq!(b.high_watermark(), 4, "the budget is spent: written at once");
+    a.sync_to(8).unwrap();
+    b.append_buffered(&one, 0).unwrap();
+    assert_eq!(b.high_watermark(), 4, "the sync gave the budget back");
+    // A partition dropped with buffered batches (a crash, a deleted topic) gives it back too.
+    drop((a, b));
+    log.delete_topic("t").unwrap();
+    log.create_topic("u", 1, TopicConfig::default()).unwrap();
+    let c = log.partition("u", 0).unwrap();
+    c.append_buffered(&one, 0).unwrap();
+    c.append_buffered(&one, 0).unwrap();
+    assert_eq!(c.high_watermark(), 0);
 }
