@@ -477,7 +477,8 @@ impl GroupCoordinator {
                     let now = now_ms();
                     let batches = offsets::build_batches(records, now);
                     let partition = log.partition(OFFSETS_TOPIC, 0).ok_or(WriteError::Unavailable)?;
-                    let info = partition.append(&batches, now)?;
+                    // Answered once synced: commits of concurrent groups share one write too.
+                    let info = partition.append_buffered(&batches, now)?;
                     partition.sync_to(info.last_offset + 1)?;
                     Ok(())
                 })()
