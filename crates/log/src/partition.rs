@@ -193,6 +193,17 @@ impl WriteBudget {
     }
 }
 
+/// How an append reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Written before the call returns (`append`).
+    Write,
+    /// Buffered until the next sync (`append_buffered`).
+    Buffer,
+    /// Buffered if that can be done at once; otherwise nothing (`try_append_buffered`).
+    TryBuffer,
+}
+
 /// Batches appended with [`Partition::append_buffered`] and not written yet: their offsets are
 /// assigned and their producers recorded, and the next sync (or a write-through append, a
 /// roll, a truncation, maintenance or shutdown) writes them to the active segment in one
@@ -598,7 +609,7 @@ impl Partition {
     /// buffered before them) before returning: readers see them, and they survive the
     /// process (not the machine) stopping. See the crate docs for durability.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
-        self.append_with(batches, now_ms, false)
+        self.append_with(batches, now_ms, Mode::Write).map(|done| done.expect("a write-through append always runs"))
     }
 
     /// Appends like [`Partition::append`], but may keep the batches in memory until the next
@@ -609,10 +620,20 @@ impl Partition {
     /// each. While writing fails (disk full, EIO) these appends fail too, with that error,
     /// and the batches already buffered wait for the next write.
     pub fn append_buffered(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
-        self.append_with(batches, now_ms, true)
+        self.append_with(batches, now_ms, Mode::Buffer).map(|done| done.expect("a buffered append always runs"))
     }
 
-    fn append_with(&self, batches: &[u8], now_ms: i64, buffered: bool) -> Result<AppendInfo, AppendError> {
+    /// [`Partition::append_buffered`] if it can be done at once, without waiting for the
+    /// partition's lock and without touching the disk (no write, roll or fsync due); else
+    /// `Ok(None)`, with nothing appended. For async callers, which then fall back to
+    /// `append_buffered` on a blocking thread.
+    pub fn try_append_buffered(&self, batches: &[u8], now_ms: i64) -> Result<Option<AppendInfo>, AppendError> {
+        self.append_with(batches, now_ms, Mode::TryBuffer)
+    }
+
+    /// `Ok(None)` only in [`Mode::TryBuffer`], when nothing was done.
+    fn append_with(&self, batches: &[u8], now_ms: i64, mode: Mode) -> Result<Option<AppendInfo>, AppendError> {
+        let buffered = mode != Mode::Write;
         let config = self.config.read().expect("config lock").clone();
         let mut headers = Vec::new();
         let mut iter = Batches::new(batches);
@@ -629,7 +650,14 @@ impl Partition {
                 available: batches.len(),
             }));
         }
-        let mut st = self.lock();
+        let mut st = match mode {
+            Mode::TryBuffer => match self.state.try_lock() {
+                Ok(st) => st,
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::sync::TryLockError::Poisoned(_)) => panic!("partition state lock poisoned"),
+            },
+            _ => self.lock(),
+        };
         if let Some(reason) = &st.offline {
             return Err(AppendError::Offline(reason.clone()));
         }
@@ -641,13 +669,13 @@ impl Partition {
                     if !buffered {
                         self.write_unwritten(&mut st, config.index_interval_bytes)?;
                     }
-                    return Ok(AppendInfo {
+                    return Ok(Some(AppendInfo {
                         base_offset,
                         last_offset,
                         log_append_time: -1,
                         log_start_offset: st.log_start_offset,
                         duplicate: true,
-                    });
+                    }));
                 }
                 return Err(AppendError::OutOfOrderSequence {
                     producer_id: h.producer_id,
@@ -655,6 +683,15 @@ impl Partition {
                     got: h.base_sequence,
                 });
             }
+        }
+        let records: i64 = headers.iter().map(|h| i64::from(h.record_count)).sum();
+        if mode == Mode::TryBuffer
+            && (st.unwritten.failed
+                || st.unflushed_messages.saturating_add(records) >= config.flush_messages
+                || st.unwritten.bytes.len() + batches.len() > WRITE_BUFFER_BYTES_MAX)
+        {
+            // A write or an fsync would be due.
+            return Ok(None);
         }
         if buffered && st.unwritten.failed {
             // Refused until the disk takes the batches already buffered.
@@ -668,16 +705,21 @@ impl Partition {
             && (active.size + pending + batches.len() as u64 > config.segment_bytes
                 || created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms));
         if must_roll {
+            if mode == Mode::TryBuffer {
+                return Ok(None);
+            }
             self.roll(&mut st)?;
         }
         // This append's batches go after those buffered, with their offsets set in place.
         let direct = !buffered
             || st.unwritten.bytes.len() + batches.len() > WRITE_BUFFER_BYTES_MAX
             || !self.write_budget.try_take(batches.len());
+        if direct && mode == Mode::TryBuffer {
+            return Ok(None);
+        }
         let mark = (st.unwritten.bytes.len(), st.unwritten.batches.len());
         let log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         let mut next = base_offset;
-        let mut records = 0i64;
         {
             let unwritten = &mut st.unwritten;
             unwritten.bytes.extend_from_slice(batches);
@@ -693,7 +735,6 @@ impl Partition {
                 }
                 h.base_offset = next;
                 next = h.next_offset();
-                records += i64::from(h.record_count);
                 pos += h.size;
                 unwritten.batches.push((*h, now_ms));
             }
@@ -725,7 +766,7 @@ impl Partition {
         if flush_now {
             self.sync_to(next)?;
         }
-        Ok(info)
+        Ok(Some(info))
     }
 
     /// Writes the unwritten batches to the active segment in one write, and shows them to

@@ -123,7 +123,15 @@ pub(super) async fn handle(cx: &Context, request: ProduceRequest, version: i16) 
         // acks=all batches are acknowledged only once synced: the sync writes them, with the
         // other producers' batches buffered since the last one, in one write.
         let buffered = acks == ACKS_ALL;
-        items = blocking(move || append_all(items, decompressed_bytes_max, buffered)).await?;
+        // Small buffered appends are only a copy: done here when the partition is free, which
+        // saves two thread hand-offs; the rest (and anything touching the disk) go to the
+        // blocking pool.
+        if buffered && !items.iter().any(|i| i.compacted) {
+            append_inline(&mut items);
+        }
+        if items.iter().any(awaits_append) {
+            items = blocking(move || append_all(items, decompressed_bytes_max, buffered)).await?;
+        }
     }
     for item in &items {
         if let (Ok(partition), Ok(info)) = (&item.partition, &item.outcome)
@@ -173,6 +181,33 @@ fn response(mut topics: Vec<TopicProduceResponse>, items: Vec<Item>) -> ProduceR
         topics[item.topic].partition_responses.push(response);
     }
     ProduceResponse::default().with_responses(topics)
+}
+
+/// Whether `item` is still to be appended (every outcome starts as "not appended"; anything else
+/// is a refusal already made, or the append's outcome).
+fn awaits_append(item: &Item) -> bool {
+    item.partition.is_ok() && matches!(&item.outcome, Err((ResponseError::UnknownServerError, _)))
+}
+
+/// Batches of at most this many bytes may be appended on the async thread (their CRC is
+/// checked there).
+const INLINE_APPEND_BYTES_MAX: usize = 64 << 10;
+
+/// Appends, with `try_append_buffered`, the batches that can be buffered at once, in request
+/// order, until one cannot: that one and those after it are left to [`append_all`].
+fn append_inline(items: &mut [Item]) {
+    let now = runnel_log::now_ms();
+    for item in items.iter_mut().filter(|i| awaits_append(i)) {
+        let (Ok(partition), Some(records)) = (&item.partition, item.records.as_deref()) else { return };
+        if records.is_empty() || records.len() > INLINE_APPEND_BYTES_MAX {
+            return;
+        }
+        match partition.try_append_buffered(records, now) {
+            Ok(Some(info)) => item.outcome = Ok(info),
+            Ok(None) => return,
+            Err(e) => item.outcome = Err((append_error_code(&e), e.to_string())),
+        }
+    }
 }
 
 /// Appends every partition's batches; `buffered`: with `append_buffered`, for a produce

@@ -600,3 +600,29 @@ fn the_store_wide_write_buffer_budget_makes_appends_write_at_once_when_spent() {
     c.append_buffered(&one, 0).unwrap();
     assert_eq!(c.high_watermark(), 0);
 }
+
+#[test]
+fn try_append_buffered_buffers_when_it_can_and_otherwise_leaves_everything_alone() {
+    let storage = SimStorage::new();
+    let log = open_sim(&storage);
+    let p = topic(&log, "t", TopicConfig { segment_bytes: 1_000, ..TopicConfig::default() });
+    let one = batch(&numbered(2, 0));
+    let info = p.try_append_buffered(&one, 0).unwrap().expect("buffered at once");
+    assert_eq!((info.base_offset, p.high_watermark()), (0, 0));
+    // A roll would be due: nothing done, for `append_buffered` to do on a blocking thread.
+    let big = batch(&[rec("k", &"v".repeat(1_200), 0)]);
+    assert!(p.try_append_buffered(&big, 0).unwrap().is_none());
+    assert_eq!(p.append_buffered(&big, 0).unwrap().base_offset, 2);
+    // A write that failed is retried by `append_buffered`, not here.
+    storage.set_capacity(Some(0));
+    assert!(p.sync_to(3).is_err());
+    storage.set_capacity(None);
+    assert!(p.try_append_buffered(&one, 0).unwrap().is_none());
+    assert_eq!(p.append_buffered(&one, 0).unwrap().base_offset, 3);
+    p.sync_to(5).unwrap();
+    assert_eq!(read_everything(&p).iter().map(|r| r.offset).collect::<Vec<_>>(), (0..5).collect::<Vec<_>>());
+    // flush.messages due: an fsync would be, so nothing done.
+    let q = topic(&log, "f", TopicConfig { flush_messages: 2, ..TopicConfig::default() });
+    assert!(q.try_append_buffered(&one, 0).unwrap().is_none());
+    assert_eq!(q.high_watermark(), 0);
+}
