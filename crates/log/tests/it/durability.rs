@@ -1,7 +1,9 @@
 //! Durability under injected faults on `SimStorage`: unsynced writes lost at a crash, torn
 //! writes, EIO on write and on fsync, a full disk, and corruption below the recovery point.
 
-use runnel_log::{AppendError, LogConfig, ReadError, SimStorage, Storage, TopicConfig};
+use std::sync::Arc;
+
+use runnel_log::{AppendError, Log, LogConfig, Partition, ReadError, SimStorage, Storage, TopicConfig};
 use runnel_records::Record;
 
 use crate::common::*;
@@ -14,6 +16,16 @@ fn fingerprint(records: &[Record]) -> Vec<Fingerprint> {
         .iter()
         .map(|r| (r.offset, r.key.as_ref().map(|k| k.to_vec()), r.value.as_ref().map(|v| v.to_vec()), r.timestamp))
         .collect()
+}
+
+/// Drops the store (its partition handle included), crashes the disk without tearing writes,
+/// and reopens it: the store and partition 0 of topic "t".
+fn crash_and_reopen(storage: &SimStorage, store: (Arc<Partition>, Arc<Log>)) -> (Arc<Log>, Arc<Partition>) {
+    drop(store);
+    storage.crash(None);
+    let log = open_sim(storage);
+    let p = log.partition("t", 0).expect("topic t survives");
+    (log, p)
 }
 
 fn small_segments() -> TopicConfig {
@@ -112,10 +124,7 @@ fn eio_on_write_fails_the_append_and_later_appends_work() {
     assert_eq!(vals.len(), 10);
     assert!(vals.iter().all(|(_, v)| v != "never"));
     p.sync_to(10).unwrap();
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     assert_eq!(values(&p), vals);
 }
 
@@ -171,10 +180,7 @@ fn a_full_disk_fails_appends_clearly_and_loses_nothing() {
     let a = p.append(&batch(&numbered(2, 0)), 0).unwrap();
     assert_eq!(a.base_offset, 10);
     p.sync_to(12).unwrap();
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     assert_eq!(fingerprint(&read_everything(&p))[..10], before[..]);
     assert_eq!(p.high_watermark(), 12);
 }
@@ -344,10 +350,7 @@ fn group_commit_acknowledges_only_what_an_fsync_covered() {
         writers.into_iter().map(|w| w.join().unwrap()).collect()
     });
     let before: std::collections::BTreeMap<i64, String> = values(&p).into_iter().collect();
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     let after: std::collections::BTreeMap<i64, String> = values(&p).into_iter().collect();
     for offset in acked.iter().flatten() {
         assert_eq!(after.get(offset), before.get(offset), "acknowledged offset {offset}");
@@ -378,10 +381,7 @@ fn buffered_appends_share_one_write_and_are_seen_once_synced() {
     assert_eq!(synced.iter().map(|f| f.0).collect::<Vec<_>>(), (0..32).collect::<Vec<_>>());
     // Buffered and never synced: lost at a crash, and never acknowledged.
     p.append_buffered(&batch(&numbered(1, 0)), 0).unwrap();
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     assert_eq!(fingerprint(&read_everything(&p)), synced);
     // A write-through append writes what was buffered before it, in offset order.
     p.append_buffered(&batch(&numbered(1, 0)), 0).unwrap();
@@ -423,10 +423,7 @@ fn buffered_batches_wait_out_a_full_disk_and_are_acknowledged_only_once_written(
     p.sync_to(8).unwrap();
     let synced = fingerprint(&read_everything(&p));
     assert_eq!(synced.len(), 8);
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     assert_eq!(fingerprint(&read_everything(&p)), synced);
 }
 
@@ -481,10 +478,7 @@ fn concurrent_buffered_appenders_get_every_batch_durable_in_order() {
     }
     assert!(writes <= syncs, "{writes} writes for {syncs} fsyncs: at most one write per fsync");
     assert!(writes < total as u64, "{writes} writes for {total} batches");
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     assert_eq!(fingerprint(&read_everything(&p)), synced);
 }
 
@@ -550,10 +544,7 @@ fn a_short_write_on_a_full_disk_leaves_no_partial_batch_in_a_closed_segment() {
     // The recovery point passes the closed segment: it is no longer scanned as a tail.
     log.run_maintenance(1);
     let synced = fingerprint(&read_everything(&p));
-    drop((p, log));
-    storage.crash(None);
-    let log = open_sim(&storage);
-    let p = log.partition("t", 0).unwrap();
+    let (_log, p) = crash_and_reopen(&storage, (p, log));
     assert_eq!(p.offline_reason(), None);
     assert_eq!(fingerprint(&read_everything(&p)), synced);
 }
