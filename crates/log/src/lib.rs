@@ -7,9 +7,9 @@
 //! Durability: `append` writes (the OS may still hold the data); `sync_to` returns once the data
 //! is fsynced, with group commit so concurrent appenders share one fsync. `append_buffered`
 //! is for callers that acknowledge only after `sync_to`: it keeps the batches in memory, and
-//! the sync writes everything buffered since the last one in one write before its fsync. A failed fsync takes
-//! the partition offline until a restart recovers it: nothing is acknowledged after a failed
-//! fsync. After an unclean stop, every batch past the last recovery point is validated and a
+//! the sync writes everything buffered since the last one in one write before its fsync. A
+//! failed fsync takes the partition offline until a restart recovers it: nothing is
+//! acknowledged after a failed fsync. After an unclean stop, every batch past the last recovery point is validated and a
 //! torn tail is truncated; corruption below the recovery point takes the partition offline with
 //! the file and byte position, and is never truncated silently.
 //!

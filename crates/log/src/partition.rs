@@ -634,13 +634,18 @@ impl Partition {
     /// `Ok(None)` only in [`Mode::TryBuffer`], when nothing was done.
     fn append_with(&self, batches: &[u8], now_ms: i64, mode: Mode) -> Result<Option<AppendInfo>, AppendError> {
         let buffered = mode != Mode::Write;
-        let config = self.config.read().expect("config lock").clone();
+        // The settings read here, copied out (a clone of the whole config allocates).
+        let (max_message_bytes, flush_messages, segment_bytes, segment_ms, log_append_time) = {
+            let c = self.config.read().expect("config lock");
+            let log_append_time = c.message_timestamp_type == TimestampType::LogAppendTime;
+            (c.max_message_bytes, c.flush_messages, c.segment_bytes, c.segment_ms, log_append_time)
+        };
         let mut headers = Vec::new();
         let mut iter = Batches::new(batches);
         for b in iter.by_ref() {
             let (h, _) = b?;
-            if h.size > config.max_message_bytes as usize {
-                return Err(AppendError::MessageTooLarge { size: h.size, max: config.max_message_bytes });
+            if h.size > max_message_bytes as usize {
+                return Err(AppendError::MessageTooLarge { size: h.size, max: max_message_bytes });
             }
             headers.push(h);
         }
@@ -667,7 +672,7 @@ impl Partition {
                     // The original may still be buffered: a write-through append's answer
                     // means written.
                     if !buffered {
-                        self.write_unwritten(&mut st, config.index_interval_bytes)?;
+                        self.write_unwritten(&mut st)?;
                     }
                     return Ok(Some(AppendInfo {
                         base_offset,
@@ -686,24 +691,22 @@ impl Partition {
         }
         let records: i64 = headers.iter().map(|h| i64::from(h.record_count)).sum();
         if mode == Mode::TryBuffer
-            && (st.unwritten.failed
-                || st.unflushed_messages.saturating_add(records) >= config.flush_messages
-                || st.unwritten.bytes.len() + batches.len() > WRITE_BUFFER_BYTES_MAX)
+            && (st.unwritten.failed || st.unflushed_messages.saturating_add(records) >= flush_messages)
         {
-            // A write or an fsync would be due.
+            // A write or an fsync would be due (a roll or a full buffer are seen below).
             return Ok(None);
         }
         if buffered && st.unwritten.failed {
             // Refused until the disk takes the batches already buffered.
-            self.write_unwritten(&mut st, config.index_interval_bytes)?;
+            self.write_unwritten(&mut st)?;
         }
         let base_offset = st.end_offset();
         let pending = st.unwritten.bytes.len() as u64;
         let active = st.active();
         let created_ms = active.created_ms.or(st.unwritten.batches.first().map(|(_, t)| *t));
         let must_roll = active.size + pending > 0
-            && (active.size + pending + batches.len() as u64 > config.segment_bytes
-                || created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= config.segment_ms));
+            && (active.size + pending + batches.len() as u64 > segment_bytes
+                || created_ms.is_some_and(|c| now_ms.saturating_sub(c) >= segment_ms));
         if must_roll {
             if mode == Mode::TryBuffer {
                 return Ok(None);
@@ -718,7 +721,6 @@ impl Partition {
             return Ok(None);
         }
         let mark = (st.unwritten.bytes.len(), st.unwritten.batches.len());
-        let log_append_time = config.message_timestamp_type == TimestampType::LogAppendTime;
         let mut next = base_offset;
         {
             let unwritten = &mut st.unwritten;
@@ -742,7 +744,7 @@ impl Partition {
         if !direct {
             st.unwritten.budgeted += batches.len();
         }
-        if direct && let Err(e) = self.write_unwritten(&mut st, config.index_interval_bytes) {
+        if direct && let Err(e) = self.write_unwritten(&mut st) {
             // This append's batches are not appended; those buffered before wait for the next
             // write.
             st.unwritten.bytes.truncate(mark.0);
@@ -754,7 +756,7 @@ impl Partition {
         }
         st.unflushed_messages += records;
         st.oldest_unflushed_ms.get_or_insert(now_ms);
-        let flush_now = st.unflushed_messages >= config.flush_messages;
+        let flush_now = st.unflushed_messages >= flush_messages;
         let info = AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -771,7 +773,7 @@ impl Partition {
 
     /// Writes the unwritten batches to the active segment in one write, and shows them to
     /// readers. On failure they stay buffered, for the next attempt.
-    fn write_unwritten(&self, st: &mut State, index_interval_bytes: u32) -> Result<(), AppendError> {
+    fn write_unwritten(&self, st: &mut State) -> Result<(), AppendError> {
         if st.unwritten.batches.is_empty() {
             st.unwritten.failed = false;
             return Ok(());
@@ -790,6 +792,7 @@ impl Partition {
         let unwritten = std::mem::take(&mut st.unwritten);
         self.write_budget.give_back(unwritten.budgeted);
         let active = st.segments.last_mut().expect("active");
+        let index_interval_bytes = self.config.read().expect("config lock").index_interval_bytes;
         let mut p = position;
         for (h, appended_ms) in &unwritten.batches {
             active.add_batch(h, p, index_interval_bytes, *appended_ms);
@@ -800,14 +803,10 @@ impl Partition {
         Ok(())
     }
 
-    fn index_interval_bytes(&self) -> u32 {
-        self.config.read().expect("config lock").index_interval_bytes
-    }
-
     /// Starts a new active segment after writing the unwritten batches to the old one; the old
     /// one is fsynced by the next sync.
     fn roll(&self, st: &mut State) -> Result<(), AppendError> {
-        self.write_unwritten(st, self.index_interval_bytes())?;
+        self.write_unwritten(st)?;
         let base_offset = st.next_offset();
         let old = st.active().path.clone();
         let old_file = self.files.get(&old, false).map_err(|e| io_append(&old, e))?;
@@ -891,11 +890,10 @@ impl Partition {
     /// buffered and the partition online; what was written before is still fsynced). A
     /// failed fsync takes the partition offline.
     fn sync_once(&self) -> Result<(i64, Option<AppendError>), AppendError> {
-        let interval = self.index_interval_bytes();
         let sync_started_ms = crate::now_ms();
         let (target, mut files, active, write_error, flushed) = {
             let mut st = self.lock();
-            let write_error = self.write_unwritten(&mut st, interval).err();
+            let write_error = self.write_unwritten(&mut st).err();
             let files = std::mem::take(&mut st.unsynced_files);
             let flushed = (st.unflushed_messages, st.oldest_unflushed_ms.is_some());
             (st.next_offset(), files, st.active().path.clone(), write_error, flushed)
@@ -1267,7 +1265,7 @@ impl Partition {
         {
             let mut st = self.lock();
             if st.offline.is_none() {
-                self.write_unwritten(&mut st, self.index_interval_bytes())?;
+                self.write_unwritten(&mut st)?;
             }
         }
         // Rolled segments may hold writes not yet fsynced. They are made durable first: the
@@ -1278,7 +1276,7 @@ impl Partition {
         }
         let mut st = self.lock();
         // Appends buffered since the first write come before the cut too.
-        self.write_unwritten(&mut st, self.index_interval_bytes())?;
+        self.write_unwritten(&mut st)?;
         if offset >= st.next_offset() {
             return Ok(());
         }
@@ -1355,7 +1353,7 @@ impl Partition {
             }
             // Batches buffered by appends that nobody synced are written at the latest now. A
             // failure here (a full disk) must not stop retention, which may free the space.
-            if let Err(e) = self.write_unwritten(&mut st, config.index_interval_bytes) {
+            if let Err(e) = self.write_unwritten(&mut st) {
                 tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "could not write buffered batches; the next sync tries again");
             }
             st.oldest_unflushed_ms.is_some_and(|t| now_ms.saturating_sub(t) >= config.flush_ms)

@@ -124,8 +124,8 @@ pub(super) async fn handle(cx: &Context, request: ProduceRequest, version: i16) 
         // other producers' batches buffered since the last one, in one write.
         let buffered = acks == ACKS_ALL;
         // Small buffered appends are only a copy: done here when the partition is free, which
-        // saves two thread hand-offs; the rest (and anything touching the disk) go to the
-        // blocking pool.
+        // saves a round trip through the blocking pool; the rest (and anything touching the
+        // disk) go there.
         if buffered && !items.iter().any(|i| i.compacted) {
             append_inline(&mut items);
         }
@@ -220,8 +220,7 @@ fn append_all(mut items: Vec<Item>, decompressed_bytes_max: usize, buffered: boo
     };
     for item in items.iter_mut() {
         let Ok(partition) = &item.partition else { continue };
-        // Every outcome starts as "not appended"; anything else is a refusal already made.
-        if !matches!(&item.outcome, Err((ResponseError::UnknownServerError, _))) {
+        if !awaits_append(item) {
             continue;
         }
         item.outcome = match item.records.as_deref() {
